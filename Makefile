@@ -1,0 +1,24 @@
+# make demo: local broker + RTMP ingest + supervisor with the test source and a player.
+# make test: every test against real servers (installs what it needs first).
+.PHONY: setup test lint demo bench docs clean
+
+setup:
+	@scripts/setup.sh
+
+lint: setup
+	.venv/bin/ruff check firmware tests bench
+
+test: setup lint
+	.venv/bin/python -m pytest -q
+
+demo: setup
+	@scripts/demo.sh
+
+bench: setup
+	.venv/bin/edgelive bench push
+
+docs: setup
+	.venv/bin/python -m edgelive.config.docs > docs/config.md
+
+clean:
+	rm -rf .venv .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Configuration: the schema, mode presets, and the layered store."""

@@ -1,0 +1,1 @@
+"""Fleet control over MQTT: topics, the session, the agent, Home Assistant discovery."""

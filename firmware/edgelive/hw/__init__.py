@@ -1,0 +1,1 @@
+"""Thin hardware adapters: board profile, cameras, audio, display, LEDs and button."""

@@ -1,0 +1,1 @@
+"""Media plumbing over PyAV: encoders, FLV/RTMP in and out, the wall-clock stamp."""
