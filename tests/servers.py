@@ -6,6 +6,7 @@ away and bring it back on the same port. Nothing here is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -55,10 +56,8 @@ class _Daemon:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=10)
         self.proc = None
 

@@ -7,7 +7,7 @@ live in 6000–6099; negative means error.
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 
 class Code(IntEnum):
@@ -85,7 +85,7 @@ class Code(IntEnum):
         return self.value < 0
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     """Which part of the box an event comes from (the event's `src`)."""
 
     PUSHER = "pusher"

@@ -53,7 +53,7 @@ class AudioPlan:
 
 
 def _even(x: float) -> int:
-    return max(2, int(round(x / 2)) * 2)
+    return max(2, round(x / 2) * 2)
 
 
 def output_size(cfg: PusherConfig) -> tuple[int, int]:

@@ -1,1 +1,1 @@
-"""Pure decisions: reconnect, bitrate, buffer and LED policies (inputs and a clock in, decisions out)."""
+"""Pure decisions: reconnect, bitrate, buffer and LED policies (no clock, no I/O)."""
