@@ -1,0 +1,76 @@
+"""Sound out through SDL audio: the HDMI output (sound-mode speaker) or the 3.5 mm jack (ear).
+
+On a Raspberry Pi the two are separate ALSA devices whose names say which is which; on a
+PC whatever default device exists is used. Samples are queued (SDL_QueueAudio), so the
+player decides timing; muting queues silence, keeping the device's clock running.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+RATE = 48000
+CHANNELS = 2
+_DEVICE_HINTS = {"speaker": ("hdmi",), "ear": ("headphone", "jack", "analog")}
+
+
+def pick_device(names: list[str], sound_mode: str) -> str | None:
+    """The output named like `sound_mode`'s connector, or None for the default device."""
+    for hint in _DEVICE_HINTS.get(sound_mode, ()):
+        for name in names:
+            if hint in name.lower():
+                return name
+    return None
+
+
+class Speaker:
+    """A 48 kHz stereo s16 SDL audio output with a queue and a mute switch."""
+
+    def __init__(self, sound_mode: str = "speaker", muted: bool = False) -> None:
+        import sdl2
+
+        self._sdl = sdl2
+        if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_AUDIO) != 0:
+            raise RuntimeError(f"SDL audio: {sdl2.SDL_GetError().decode()}")
+        names = [sdl2.SDL_GetAudioDeviceName(i, 0).decode(errors="replace")
+                 for i in range(max(0, sdl2.SDL_GetNumAudioDevices(0)))]
+        self.device_name = pick_device(names, sound_mode)
+        want = sdl2.SDL_AudioSpec(RATE, sdl2.AUDIO_S16SYS, CHANNELS, 1024)
+        have = sdl2.SDL_AudioSpec(0, 0, 0, 0)
+        self._dev = sdl2.SDL_OpenAudioDevice(
+            self.device_name.encode() if self.device_name else None, 0,
+            ctypes.byref(want), ctypes.byref(have), 0)
+        if self._dev == 0:
+            sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_AUDIO)
+            raise RuntimeError(f"SDL audio device: {sdl2.SDL_GetError().decode()}")
+        sdl2.SDL_PauseAudioDevice(self._dev, 0)
+        self.muted = muted
+        self.driver = os.environ.get("SDL_AUDIODRIVER") or \
+            (sdl2.SDL_GetCurrentAudioDriver() or b"").decode()
+
+    def queue(self, samples: np.ndarray) -> None:
+        """Queue interleaved s16 stereo samples (silence of the same length when muted)."""
+        data = np.zeros_like(samples) if self.muted else np.ascontiguousarray(samples)
+        if self._dev and data.size:
+            self._sdl.SDL_QueueAudio(self._dev, data.ctypes.data, data.nbytes)
+
+    @property
+    def queued_seconds(self) -> float:
+        if not self._dev:
+            return 0.0
+        return self._sdl.SDL_GetQueuedAudioSize(self._dev) / (RATE * CHANNELS * 2)
+
+    def close(self) -> None:
+        if self._dev:
+            self._sdl.SDL_CloseAudioDevice(self._dev)
+            self._dev = 0
+            self._sdl.SDL_QuitSubSystem(self._sdl.SDL_INIT_AUDIO)
+
+    def __enter__(self) -> Speaker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

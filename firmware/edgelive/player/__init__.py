@@ -1,0 +1,1 @@
+"""The HDMI player: stream feeds, playback with latency control, screen composition."""

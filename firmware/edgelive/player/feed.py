@@ -1,0 +1,160 @@
+"""The network side of one player: a thread that connects, reads and reconnects.
+
+Connection events come from here: 2001 when a connection opens, 2002 on its first packet,
+2003 on its first video key frame; 2006 when an RTMP publisher stops; 2103 for each of the
+fast reconnect attempts, then -2301 and PLAY_RETRY_SCHEDULED with growing backoff
+(policy/reconnect.py). Packets go to a bounded queue the render loop drains; a new
+connection is announced in the queue as a `Session` so decoding restarts cleanly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from edgelive.codes import Code
+from edgelive.events import EventLog
+from edgelive.media.rtmp_in import ArrivedPacket, InputError, StreamInput, is_rtmp
+from edgelive.policy.reconnect import ReconnectPolicy
+from edgelive.redact import redact_url
+
+MAX_QUEUED = 4000
+"""Packets kept at most (minutes of a low-rate stream); the oldest go first beyond it."""
+END_POLL = 1.0
+"""Pause between looks for a new publisher after an RTMP stream ended."""
+
+_session_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A new connection (its input's streams build the decoders), or its end (None)."""
+
+    id: int
+    input: StreamInput | None
+
+
+class Feed:
+    """Reads `url` in a daemon thread until `stop()`; `drain()` returns what arrived."""
+
+    def __init__(self, url: str, events: EventLog, policy: ReconnectPolicy,
+                 role: str = "main") -> None:
+        self.url = url
+        self.role = role
+        self._events = events
+        self._policy = policy
+        self._queue: deque[Session | ArrivedPacket] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._input: StreamInput | None = None
+        self.state = "idle"
+        """connecting | playing | reconnecting | disconnected | ended | stopped"""
+        self.bytes_received = 0
+        self._ended = False
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=f"feed-{self.role}",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading (the blocked read ends at its timeout at the latest); safe twice."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+        self.state = "stopped"
+
+    def drain(self) -> list[Session | ArrivedPacket]:
+        with self._lock:
+            items = list(self._queue)
+            self._queue.clear()
+        return items
+
+    def _put(self, item: Session | ArrivedPacket) -> None:
+        with self._lock:
+            if len(self._queue) >= MAX_QUEUED:
+                self._queue.popleft()
+            self._queue.append(item)
+
+    def _emit(self, code: Code | int, msg: str, **detail: object) -> None:
+        self._events.emit(code, msg, role=self.role, **detail)
+
+    def _run(self) -> None:
+        self._ended = False
+        self.state = "connecting"
+        while not self._stop.is_set():
+            stream = StreamInput(self.url)
+            try:
+                stream.open()
+            except InputError as exc:
+                if not self._failed(exc):
+                    return
+                continue
+            try:
+                if not self._ended:
+                    self._emit(Code.PLAY_EVT_CONNECT_SUCC, f"connected to {redact_url(self.url)}")
+                self._read(stream, connect_pending=self._ended)
+            except InputError as exc:
+                if exc.ended:
+                    if not self._ended:
+                        self._emit(Code.PLAY_EVT_PLAY_END, "the stream ended")
+                        self._put(Session(next(_session_ids), None))
+                    self._ended = True
+                    self.state = "ended"
+                    self._policy.success()
+                    self._stop.wait(END_POLL)
+                    continue
+                self._ended = False
+                if not self._failed(exc):
+                    return
+            finally:
+                stream.close()
+
+    def _read(self, stream: StreamInput, connect_pending: bool) -> None:
+        """Queue packets; `connect_pending`: 2001 was held back (waiting for a publisher)."""
+        first_packet, first_key = True, True
+        for arrived in stream.packets():
+            if self._stop.is_set():
+                return
+            if first_packet:
+                first_packet = False
+                self._policy.success()
+                self._ended = False
+                self.state = "playing"
+                self._put(Session(next(_session_ids), stream))
+                if connect_pending:
+                    self._emit(Code.PLAY_EVT_CONNECT_SUCC, f"connected to {redact_url(self.url)}")
+                self._emit(Code.PLAY_EVT_RTMP_STREAM_BEGIN, "stream begins")
+            if first_key and arrived.is_key:
+                first_key = False
+                self._emit(Code.PLAY_EVT_RCV_FIRST_I_FRAME, "first key frame received")
+            self.bytes_received += arrived.packet.size
+            self._put(arrived)
+
+    def _failed(self, exc: InputError) -> bool:
+        """Report a failure and wait before the next attempt; False = stop for good."""
+        if exc.code in (Code.WARNING_DNS_FAIL, Code.WARNING_SERVER_CONN_FAIL) or (
+                exc.code == Code.WARNING_SHAKE_FAIL and is_rtmp(self.url)):
+            self._emit(exc.code, str(exc))
+        decision = self._policy.failure()
+        if decision.gave_up_now:
+            self._emit(Code.PLAY_ERR_NET_DISCONNECT, "reconnect attempts failed",
+                       attempts=self._policy.attempts)
+        if decision.delay is None:
+            self.state = "disconnected"
+            return False
+        if decision.scheduled:
+            self.state = "disconnected"
+            self._emit(Code.PLAY_RETRY_SCHEDULED, f"next attempt in {decision.delay:.1f} s",
+                       attempt=decision.attempt, delay_s=decision.delay)
+        else:
+            self.state = "reconnecting"
+            self._emit(Code.PLAY_WARNING_RECONNECT, f"reconnecting: {exc}",
+                       attempt=decision.attempt, delay_s=decision.delay)
+        return not self._stop.wait(decision.delay)

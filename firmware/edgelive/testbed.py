@@ -1,0 +1,153 @@
+"""Local servers for the demo, the benchmarks and the tests: nginx-rtmp and mosquitto.
+
+Each is a small object with start/stop/kill/restart so fault tests can take the server
+away and bring it back on the same port. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host: str, port: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+class _Daemon:
+    """A foreground server process we own."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    host = "127.0.0.1"
+    port: int
+
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        assert self.proc is None, "already running"
+        self.proc = subprocess.Popen(self._argv(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_port(self.host, self.port)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class NginxRtmp(_Daemon):
+    """nginx with libnginx-mod-rtmp: `live` application records every publish to FLV."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.http_port = free_port()
+        self.record_dir = workdir / "rec"
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        (workdir / "logs").mkdir(exist_ok=True)
+        self.conf = workdir / "nginx.conf"
+        self.conf.write_text(f"""
+load_module {RTMP_MODULE};
+daemon off;
+master_process off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/logs/error.log warn;
+events {{ worker_connections 256; }}
+rtmp {{
+  server {{
+    listen 127.0.0.1:{self.port};
+    chunk_size 4096;
+    application live {{
+      live on;
+      record all;
+      record_path {self.record_dir};
+      record_unique on;
+    }}
+  }}
+}}
+http {{
+  access_log off;
+  client_body_temp_path {workdir}/tmp;
+  proxy_temp_path {workdir}/tmp;
+  fastcgi_temp_path {workdir}/tmp;
+  uwsgi_temp_path {workdir}/tmp;
+  scgi_temp_path {workdir}/tmp;
+  server {{
+    listen 127.0.0.1:{self.http_port};
+    location /stat {{ rtmp_stat all; }}
+  }}
+}}
+""")
+
+    def _argv(self) -> list[str]:
+        return ["nginx", "-c", str(self.conf), "-p", str(self.dir)]
+
+    def url(self, name: str = "cam") -> str:
+        return f"rtmp://{self.host}:{self.port}/live/{name}"
+
+    def stat(self) -> ET.Element:
+        with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/stat",
+                                    timeout=3) as r:
+            return ET.fromstring(r.read())
+
+    def publishers(self, name: str = "cam") -> int:
+        """How many clients publish `name` right now (0 or 1 with nginx-rtmp)."""
+        n = 0
+        for stream in self.stat().iter("stream"):
+            if stream.findtext("name") == name:
+                n += sum(1 for c in stream.iter("client") if c.find("publishing") is not None)
+        return n
+
+    def recordings(self, name: str = "cam") -> list[Path]:
+        return sorted(self.record_dir.glob(f"{name}*.flv"), key=lambda p: p.stat().st_mtime)
+
+
+class Mosquitto(_Daemon):
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "set_tcp_nodelay true\n"
+            "max_queued_messages 10000\n"
+        )
+
+    def _argv(self) -> list[str]:
+        return [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(self.conf)]

@@ -1,0 +1,216 @@
+"""The player against real peers: ffmpeg pushing into nginx-rtmp, ffmpeg serving HTTP-FLV.
+
+The player runs in-process on an offscreen SDL sink; tests read back what was shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgelive.codes import Code, Source
+from edgelive.config.schema import PlayerConfig
+from edgelive.events import Event, EventLog
+from edgelive.hw.display import SdlSink
+from edgelive.player.worker import Player
+from tests.servers import NginxRtmp, free_port
+
+SCREEN = (320, 180)
+
+
+def ffmpeg_push(url: str, size: str = "320x180", audio: bool = True,
+                extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """An independent publisher: ffmpeg's test pattern (+ a sine tone) at real time."""
+    argv = ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi",
+            "-i", f"testsrc2=size={size}:rate=25"]
+    if audio:
+        argv += ["-f", "lavfi", "-i", "sine=frequency=440"]
+    argv += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25",
+             "-pix_fmt", "yuv420p", *extra]
+    if audio:
+        argv += ["-c:a", "aac"]
+    return subprocess.Popen([*argv, "-f", "flv", url], stdin=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+
+
+def ffmpeg_http_flv(port: int, seconds: float = 60) -> subprocess.Popen[bytes]:
+    """ffmpeg serving one HTTP-FLV client (FACTS.md), exiting after `seconds` of stream."""
+    proc = subprocess.Popen(
+        ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi",
+         "-i", f"testsrc2=size=320x180:rate=25:duration={seconds}", "-c:v", "libx264",
+         "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-f", "flv",
+         "-listen", "1", f"http://127.0.0.1:{port}/live.flv"],
+        stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_listening(port)
+    return proc
+
+
+def wait_listening(port: int, timeout: float = 5.0) -> None:
+    """Wait for a listening socket without connecting (the server takes one client only)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                             text=True).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+class PlayerThread:
+    """A Player with its offscreen sink, both on one thread (SDL's rule), events recorded."""
+
+    def __init__(self, config: PlayerConfig, on_present: Callable[[np.ndarray, int], None]
+                 | None = None, speaker: Callable[[], Any] | None = None) -> None:
+        self.events: list[Event] = []
+        self.player: Player | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(config, on_present, speaker),
+                                        daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _run(self, config: PlayerConfig, on_present: Any, speaker: Any) -> None:
+        log = EventLog(Source.PLAYER)
+        log.subscribe(self.events.append)
+        sink = SdlSink(SCREEN, offscreen=True)
+        sink.on_present = on_present
+        self.player = Player(config, sink, log, speaker=speaker)
+        self._ready.set()
+        try:
+            self.player.run()
+        finally:
+            self.player.close()
+
+    def codes(self) -> list[int]:
+        return [e.code for e in self.events]
+
+    def wait_for(self, code: int, timeout: float = 15.0, count: int = 1) -> Event:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.events if e.code == code]
+            if len(found) >= count:
+                return found[count - 1]
+            time.sleep(0.05)
+        raise AssertionError(f"no {count}x {code} within {timeout} s; got {self.codes()}")
+
+    def close(self) -> None:
+        assert self.player is not None
+        self.player.stop()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def players() -> Iterator[list[PlayerThread]]:
+    made: list[PlayerThread] = []
+    yield made
+    for p in made:
+        p.close()
+
+
+def play(players: list[PlayerThread], src: str, **config: Any) -> PlayerThread:
+    on_present = config.pop("on_present", None)
+    speaker = config.pop("speaker", None)
+    cfg = PlayerConfig.model_validate({"src": src, "autoplay": True, "mode": "RTC",
+                                       "sink": "offscreen", **config})
+    p = PlayerThread(cfg, on_present, speaker)
+    players.append(p)
+    return p
+
+
+def test_rtmp_events_in_order_picture_shown_and_netstatus(
+        nginx: NginxRtmp, players: list[PlayerThread]) -> None:
+    frames: list[np.ndarray] = []
+    pusher = ffmpeg_push(nginx.url("cam"))
+    try:
+        p = play(players, nginx.url("cam"), on_present=lambda px, ms: frames.append(px))
+        begin = p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        first_key = p.wait_for(Code.PLAY_EVT_RCV_FIRST_I_FRAME)
+        order = [c for c in p.codes() if c in (2001, 2002, 2003, 2004)]
+        assert order == [2001, 2002, 2003, 2004]
+        assert begin.ts - first_key.ts <= 300  # first picture ≤ 0.3 s after the key frame
+        assert Code.PLAY_WARNING_HW_ACCELERATION_FAIL in p.codes()  # no v4l2 codec here
+        time.sleep(2.5)
+        assert p.player is not None
+        status = p.player.netstatus
+        for key in ("videoBitrate", "audioBitrate", "videoFPS", "videoGOP", "netSpeed",
+                    "netJitter", "videoWidth", "videoHeight", "cache", "droppedFrames",
+                    "decoder"):
+            assert key in status
+        assert (status["videoWidth"], status["videoHeight"]) == (320, 180)
+        assert 18 <= status["videoFPS"] <= 32
+        assert status["videoGOP"] == pytest.approx(1.0, abs=0.1)
+        assert status["cache"] <= 0.3 and status["decoder"] == "h264"
+        shown = frames[-1]
+        assert shown.shape == (180, 320, 3) and shown.std() > 20  # testsrc2, not a slate
+        snap = p.player.request("snapshot")
+        assert snap["ok"] and base64.b64decode(snap["result"]["jpeg"])[:2] == b"\xff\xd8"
+        assert abs(snap["result"]["shown_ms"] - time.time() * 1000) < 2000
+    finally:
+        stop(pusher)
+
+
+def test_server_killed_reconnects_three_times_then_gives_up_and_recovers(
+        nginx: NginxRtmp, players: list[PlayerThread]) -> None:
+    pusher = ffmpeg_push(nginx.url("cam"), audio=False)
+    try:
+        p = play(players, nginx.url("cam"), reconnect={"first-delay": 0.2, "max-delay": 2})
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        nginx.kill()
+        p.wait_for(Code.PLAY_ERR_NET_DISCONNECT, timeout=20)
+        p.wait_for(Code.PLAY_RETRY_SCHEDULED)
+        after_start = p.codes()[p.codes().index(2004) + 1:]
+        warnings = [c for c in after_start if c in (2103, -2301)]
+        assert warnings[:4] == [2103, 2103, 2103, -2301]
+        assert 2006 not in after_start  # a dead server is not a clean end
+        stop(pusher)
+        nginx.start()
+        pusher = ffmpeg_push(nginx.url("cam"), audio=False)
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN, timeout=20, count=2)
+    finally:
+        stop(pusher)
+
+
+def test_rtmp_publisher_stop_is_play_end(nginx: NginxRtmp,
+                                         players: list[PlayerThread]) -> None:
+    pusher = ffmpeg_push(nginx.url("cam"), audio=False)
+    p = play(players, nginx.url("cam"))
+    p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+    assert pusher.stdin is not None
+    pusher.stdin.write(b"q")  # a clean unpublish
+    pusher.stdin.flush()
+    pusher.wait(10)
+    p.wait_for(Code.PLAY_EVT_PLAY_END, timeout=10)
+    assert Code.PLAY_WARNING_RECONNECT not in p.codes()
+    pusher = ffmpeg_push(nginx.url("cam"), audio=False)  # a new publisher is played again
+    try:
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN, timeout=15, count=2)
+    finally:
+        stop(pusher)
+
+
+def test_http_flv_plays_and_a_dropped_stream_never_ends_with_2006(
+        players: list[PlayerThread]) -> None:
+    port = free_port()
+    server = ffmpeg_http_flv(port, seconds=3)
+    try:
+        p = play(players, f"http://127.0.0.1:{port}/live.flv",
+                 reconnect={"first-delay": 0.2, "max-delay": 1})
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        p.wait_for(Code.PLAY_ERR_NET_DISCONNECT, timeout=20)
+        assert Code.PLAY_EVT_PLAY_END not in p.codes()
+        assert p.codes().count(Code.PLAY_WARNING_RECONNECT) == 3
+    finally:
+        stop(server)

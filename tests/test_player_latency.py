@@ -1,0 +1,91 @@
+"""Render latency (stamp drawn at capture vs the time the frame was shown) and sound out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from edgelive.codes import Code
+from edgelive.hw.speaker import Speaker
+from edgelive.media import stamp
+from tests.servers import NginxRtmp
+from tests.test_player_e2e import PlayerThread, ffmpeg_push, play, players  # noqa: F401
+
+
+def stamped_publisher(url: str, stop: threading.Event, fps: int = 25) -> threading.Thread:
+    """PyAV publisher drawing the wall-clock stamp into each frame as it is made."""
+
+    def run() -> None:
+        out = av.open(url, "w", format="flv")
+        video = out.add_stream("libx264", rate=fps, options={
+            "preset": "ultrafast", "tune": "zerolatency", "g": str(fps), "bf": "0"})
+        video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
+        yuv = np.full((270, 320), 128, dtype=np.uint8)
+        start, n = time.monotonic(), 0
+        while not stop.is_set():
+            time.sleep(max(0.0, start + n / fps - time.monotonic()))
+            yuv[:180] = 90
+            stamp.draw(yuv[:180], time.time_ns() // 1_000_000)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame.pts = n
+            for packet in video.encode(frame):
+                out.mux(packet)
+            n += 1
+        out.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_rtc_render_latency_p95_under_150_ms(nginx: NginxRtmp, players) -> None:  # noqa: F811
+    samples: list[int] = []
+
+    def shown(pixels: np.ndarray, shown_ms: int) -> None:
+        samples.append(stamp.age_ms(stamp.decode(pixels), shown_ms))
+
+    stop = threading.Event()
+    publisher = stamped_publisher(nginx.url("cam"), stop)
+    try:
+        p = play(players, nginx.url("cam"), on_present=shown)
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        time.sleep(1.0)  # settle: the probe backlog is caught up
+        samples.clear()
+        time.sleep(4.0)
+    finally:
+        stop.set()
+        publisher.join(5)
+    ages = sorted(samples)
+    assert len(ages) > 60
+    p50, p95 = ages[len(ages) // 2], ages[int(len(ages) * 0.95)]
+    print(f"render latency p50 {p50} ms p95 {p95} ms over {len(ages)} frames")
+    assert p95 <= 150
+
+
+def test_sound_reaches_the_device_and_mute_silences_it(
+        nginx: NginxRtmp, players, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+    out = tmp_path / "audio.raw"
+    monkeypatch.setenv("SDL_AUDIODRIVER", "disk")
+    monkeypatch.setenv("SDL_DISKAUDIOFILE", str(out))
+    pusher = ffmpeg_push(nginx.url("cam"))
+    try:
+        p = play(players, nginx.url("cam"), speaker=lambda: Speaker("speaker"))
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        time.sleep(1.5)
+        loud = np.frombuffer(out.read_bytes(), dtype=np.int16)
+        assert p.player is not None
+        assert p.player.request("mute", muted=True)["ok"]
+        time.sleep(0.6)  # what was queued before the mute drains
+        mark = out.stat().st_size
+        time.sleep(1.0)
+        muted = np.frombuffer(out.read_bytes()[mark - mark % 4:], dtype=np.int16)
+    finally:
+        pusher.kill()
+    assert loud.size > 48000 and np.abs(loud).max() > 1000  # the sine tone
+    assert muted.size > 24000 and np.abs(muted).max() == 0
