@@ -1,0 +1,128 @@
+"""Audio sources: AAC-sized fltp frames, pts in samples, real-time pacing, mute, failures."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from edgelive.hw.audio import (
+    FRAME_SAMPLES,
+    TONE_HZ,
+    MicError,
+    UnsupportedSampleRate,
+    open_audio,
+)
+
+
+def samples(frame: av.AudioFrame) -> np.ndarray:
+    return frame.to_ndarray()
+
+
+def dominant_hz(frames: list[av.AudioFrame], rate: int) -> float:
+    signal = np.concatenate([samples(f)[0] for f in frames])
+    spectrum = np.abs(np.fft.rfft(signal))
+    return float(np.fft.rfftfreq(signal.size, 1 / rate)[spectrum.argmax()])
+
+
+def test_tone_is_1khz_in_aac_frames_with_sample_pts() -> None:
+    with open_audio("tone", 48000, 2) as source:
+        frames = [source.read() for _ in range(8)]
+    assert [f.pts for f in frames] == [i * FRAME_SAMPLES for i in range(8)]
+    for f in frames:
+        assert (f.samples, f.sample_rate, f.format.name, f.layout.name) == (
+            FRAME_SAMPLES, 48000, "fltp", "stereo")
+        assert f.time_base == Fraction(1, 48000)
+    assert abs(dominant_hz(frames, 48000) - TONE_HZ) < 48000 / (8 * FRAME_SAMPLES)
+    rms = float(np.sqrt(np.mean(np.concatenate([samples(f) for f in frames], axis=1) ** 2)))
+    assert rms == pytest.approx(0.25 / np.sqrt(2), rel=0.02)
+
+
+def test_mute_gives_silence_with_the_same_timing() -> None:
+    with open_audio("tone", 16000, 1) as source:
+        loud = source.read()
+        source.mute = True
+        quiet = [source.read() for _ in range(3)]
+        source.mute = False
+        back = source.read()
+    assert np.abs(samples(loud)).max() > 0.2
+    assert all(not samples(f).any() for f in quiet)
+    assert np.abs(samples(back)).max() > 0.2
+    assert [f.pts for f in (loud, *quiet, back)] == [i * FRAME_SAMPLES for i in range(5)]
+    assert all(f.samples == FRAME_SAMPLES for f in quiet)
+
+
+def test_silence_is_paced_in_real_time() -> None:
+    with open_audio("silence", 48000, 1) as source:
+        source.read()
+        start = time.monotonic()
+        frames = [source.read() for _ in range(15)]
+        elapsed = time.monotonic() - start
+    assert all(not samples(f).any() for f in frames)
+    assert 0.9 <= elapsed / (15 * FRAME_SAMPLES / 48000) <= 1.6
+    assert source.start_ms is not None and abs(source.start_ms - time.time() * 1000) < 5000
+
+
+def test_a_stalled_reader_sees_a_gap_in_pts_not_a_burst() -> None:
+    with open_audio("tone", 48000, 1) as source:
+        first = source.read()
+        time.sleep(0.3)  # ~14 frame periods
+        late = source.read()
+        start = time.monotonic()
+        source.read()
+        assert time.monotonic() - start > 0.005  # paced again, not catching up
+    gap_s = (late.pts - first.pts) / 48000
+    assert 0.25 <= gap_s <= 0.6
+
+
+def test_frames_encode_as_aac() -> None:
+    codec = av.CodecContext.create("aac", "w")
+    codec.sample_rate, codec.layout, codec.format = 48000, "stereo", "fltp"
+    codec.time_base = Fraction(1, 48000)
+    codec.open()
+    with open_audio("tone", 48000, 2) as source:
+        packets = [p for _ in range(6) for p in codec.encode(source.read())]
+    assert len(packets) >= 4 and all(p.size > 0 for p in packets)
+
+
+@pytest.mark.parametrize("spec", ["tone", "silence", "auto", "hw:1,0"])
+def test_a_rate_aac_cannot_carry_is_refused(spec: str) -> None:
+    with pytest.raises(UnsupportedSampleRate, match="44000"):
+        open_audio(spec, 44000, 2)
+
+
+def test_three_channels_are_refused() -> None:
+    with pytest.raises(MicError, match="3 channels"):
+        open_audio("tone", 48000, 3)
+
+
+def test_a_missing_alsa_device_is_a_mic_error() -> None:
+    with pytest.raises(MicError, match=r"alsa:hw:9,0"):
+        open_audio("hw:9,0", 48000, 2)
+
+
+def test_alsa_capture_through_the_null_device() -> None:
+    """ALSA's software "null" PCM: the real capture path without a sound card."""
+    with open_audio("alsa:null", 16000, 1) as source:
+        assert source.name == "alsa:null"
+        frames = [source.read() for _ in range(2)]
+        source.mute = True
+        muted = source.read()
+    assert [f.pts for f in (*frames, muted)] == [0, FRAME_SAMPLES, 2 * FRAME_SAMPLES]
+    assert all((f.samples, f.format.name, f.sample_rate) == (FRAME_SAMPLES, "fltp", 16000)
+               for f in frames)
+    assert not samples(muted).any()
+
+
+def test_auto_falls_back_to_silence_and_says_why() -> None:
+    with open_audio("auto", 48000, 2) as source:
+        frame = source.read()
+        if source.name == "silence":  # no sound card (as on the CI machine)
+            assert "alsa:default" in source.note
+            assert not samples(frame).any()
+        else:
+            assert source.name == "alsa:default" and source.note == ""
+    assert frame.samples == FRAME_SAMPLES
