@@ -1,0 +1,1 @@
+"""Benchmarks that ship with the firmware (`edgelive bench …`), runnable on a box."""

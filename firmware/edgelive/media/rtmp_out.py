@@ -1,0 +1,291 @@
+"""FLV over RTMP out, with failures classified into the seed's codes (3001–3005).
+
+`RtmpOutput` is the connection: open, mux, close. `PacketSender` owns one in a thread
+behind a bounded queue so a slow uplink (mux() blocks once the socket is full) never stalls
+capture; it measures what the link really carries (send rate, backlog) for netstatus and
+bitrate adaptation, and on overflow drops non-key video until the next key frame.
+
+PyAV holds the GIL while it connects (avio_open and the RTMP handshake), so the host and
+port are checked from Python first: DNS and refused connections fail fast and exactly, and
+the remaining GIL-held part is the handshake with a server that is known to be listening.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import av
+import av.logging
+from av.codec.context import Flags
+
+from edgelive.codes import Code
+from edgelive.media.encode import StreamParams
+from edgelive.redact import redact_text
+
+CONNECT_TIMEOUT = 5.0
+
+
+class PushNetError(Exception):
+    """The RTMP session failed; `code` is one of 3001–3005, the message is redacted."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(redact_text(message))
+        self.code = code
+
+
+def _server_reason(text: str) -> str:
+    marker = "Server error:"
+    return text.split(marker, 1)[1].strip() if marker in text else ""
+
+
+def check_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Resolve and TCP-connect to the URL's server; raises 3001 or 3002."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 1935
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise PushNetError(Code.WARNING_DNS_FAIL,
+                           f"cannot resolve {host!r}: {exc.strerror or exc}") from None
+    last: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(timeout)
+                sock.connect(address)
+                return
+        except OSError as exc:
+            last = exc
+    reason = "timed out" if isinstance(last, TimeoutError) else (
+        getattr(last, "strerror", None) or str(last))
+    raise PushNetError(Code.WARNING_SERVER_CONN_FAIL,
+                       f"cannot connect to {host}:{port}: {reason}")
+
+
+def classify_open_error(exc: Exception) -> PushNetError:
+    text = str(exc)
+    reason = _server_reason(text)
+    if reason:
+        return PushNetError(Code.PUSH_WARNING_SERVER_DISCONNECT,
+                            f"server rejected the publish: {reason}")
+    if isinstance(exc, ConnectionRefusedError):
+        return PushNetError(Code.WARNING_SERVER_CONN_FAIL, f"connection refused: {text}")
+    return PushNetError(Code.WARNING_SHAKE_FAIL,
+                        f"RTMP handshake/connect failed (is it an RTMP server and "
+                        f"application?): {text}")
+
+
+def classify_send_error(exc: Exception) -> PushNetError:
+    text = str(exc)
+    reason = _server_reason(text)
+    if reason:
+        return PushNetError(Code.PUSH_WARNING_SERVER_DISCONNECT,
+                            f"server closed the stream: {reason}")
+    if isinstance(exc, EOFError):
+        return PushNetError(Code.PUSH_WARNING_SERVER_DISCONNECT, "server closed the stream")
+    name = errno.errorcode.get(getattr(exc, "errno", 0) or 0, type(exc).__name__)
+    return PushNetError(Code.PUSH_WARNING_SOCKET_BROKEN, f"connection broken ({name}): {text}")
+
+
+class RtmpOutput:
+    """One RTMP publish session carrying the given encoded streams."""
+
+    def __init__(self, video: StreamParams, audio: StreamParams | None) -> None:
+        self._params = (video, audio)
+        self._container: av.container.OutputContainer | None = None
+        self.video_stream: av.stream.Stream | None = None
+        self.audio_stream: av.stream.Stream | None = None
+        self._origin: float | None = None
+
+    def open(self, url: str) -> None:
+        """Connect and publish; raises PushNetError (3001–3004)."""
+        check_reachable(url)
+        video, audio = self._params
+        if av.logging.get_level() is None:
+            # FFmpeg only quotes the server's reason ("Already publishing") in its
+            # exceptions when logging is on; Capture keeps those lines off stderr.
+            av.logging.set_level(av.logging.ERROR)
+        try:
+            with av.logging.Capture():
+                # Interleaving would hold a lone stream's packets for up to 10 s (FFmpeg's
+                # default) when the other stream stalls; live output writes them now.
+                container = av.open(url, "w", format="flv",
+                                    options={"max_interleave_delta": "1"})
+                self.video_stream = self._add_stream(container, video)
+                self.audio_stream = self._add_stream(container, audio) if audio else None
+                container.start_encoding()
+        except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
+            raise classify_open_error(exc) from None
+        self._container = container
+
+    @staticmethod
+    def _add_stream(container: av.container.OutputContainer,
+                    params: StreamParams) -> av.stream.Stream:
+        """A stream described by `params`: its codec context is a placeholder that carries
+        the encoder's extradata into the FLV sequence header; it never encodes."""
+        if params.codec == "h264":
+            stream = container.add_stream("libx264", rate=params.fps)
+            ctx = stream.codec_context
+            ctx.width, ctx.height, ctx.pix_fmt = params.width, params.height, "yuv420p"
+            ctx.options = {"preset": "ultrafast"}
+        else:
+            stream = container.add_stream("aac", rate=params.sample_rate)
+            ctx = stream.codec_context
+            ctx.layout, ctx.format = params.layout, "fltp"
+        ctx.time_base = params.time_base
+        ctx.bit_rate = params.bit_rate
+        # Without GLOBAL_HEADER the placeholder keeps the extradata we give it.
+        ctx.flags &= ~Flags.global_header
+        ctx.extradata = params.extradata
+        return stream
+
+    def mux(self, packet: av.Packet, is_video: bool) -> None:
+        """Write one packet; raises PushNetError (3004/3005) when the session breaks."""
+        if self._container is None:
+            raise PushNetError(Code.PUSH_WARNING_SOCKET_BROKEN, "not connected")
+        # FLV takes the first packet's time as its origin and rejects anything older: on a
+        # session that starts mid-stream, audio captured just before that is not sent.
+        at = float(packet.dts * packet.time_base) if packet.dts is not None else 0.0
+        if self._origin is None:
+            self._origin = at
+        elif at < self._origin:
+            return
+        packet.stream = self.video_stream if is_video else self.audio_stream
+        try:
+            with av.logging.Capture() as logs:
+                self._container.mux(packet)
+        except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
+            error = classify_send_error(exc)
+            if logs:
+                error.args = (f"{error.args[0]} ({logs[-1][2].strip()})",)
+            raise error from None
+
+    def close(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            with contextlib.suppress(av.FFmpegError, OSError, EOFError, ValueError):
+                container.close()
+
+
+@dataclass(frozen=True)
+class SenderStats:
+    send_kbps: float
+    """What the link carried over the last window (all streams), kbit/s."""
+    queue_depth: int
+    backlog_ms: int
+    """Stream time waiting in the queue: how far the link is behind capture."""
+    dropped_frames: int
+    jitter_ms: float
+    """Spread of the time mux() takes per video packet (seed's netJitter)."""
+
+
+class PacketSender:
+    """Sends packets through an `RtmpOutput` in its own thread."""
+
+    def __init__(self, output: RtmpOutput, on_error: Callable[[PushNetError], None],
+                 on_first_packet: Callable[[], None], max_packets: int = 120,
+                 window_s: float = 2.0) -> None:
+        self._output = output
+        self._on_error = on_error
+        self._on_first_packet = on_first_packet
+        self._queue: queue.Queue[tuple[av.Packet, bool, int] | None] = queue.Queue(max_packets)
+        self._window_s = window_s
+        self._sent: collections.deque[tuple[float, int]] = collections.deque()
+        self._mux_times: collections.deque[float] = collections.deque(maxlen=60)
+        self._lock = threading.Lock()
+        self._dropping = False
+        self._dropped = 0
+        self._newest_ms = 0
+        self._oldest_ms = 0
+        self._thread = threading.Thread(target=self._run, name="rtmp-sender", daemon=True)
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, packet: av.Packet, is_video: bool, stream_ms: int) -> None:
+        """Queue a packet (never blocks). When the queue is full, or while recovering
+        from that, video is dropped until its next key frame so the picture stays valid."""
+        if self._stopped.is_set():
+            return
+        if is_video:
+            if self._dropping and packet.is_keyframe:
+                self._dropping = False
+            if self._dropping:
+                self._count_drop()
+                return
+        try:
+            self._queue.put_nowait((packet, is_video, stream_ms))
+            self._newest_ms = stream_ms
+        except queue.Full:
+            if is_video:
+                self._dropping = True
+                self._count_drop()
+
+    def _count_drop(self) -> None:
+        with self._lock:
+            self._dropped += 1
+
+    def _run(self) -> None:
+        first = True
+        while True:
+            item = self._queue.get()
+            if item is None or self._stopped.is_set():
+                break
+            packet, is_video, stream_ms = item
+            self._oldest_ms = stream_ms
+            size = packet.size
+            started = time.monotonic()
+            try:
+                self._output.mux(packet, is_video)
+            except PushNetError as exc:
+                self._stopped.set()
+                self._on_error(exc)
+                break
+            done = time.monotonic()
+            with self._lock:
+                self._sent.append((done, size))
+                if is_video:
+                    self._mux_times.append(done - started)
+            if first:
+                first = False
+                self._on_first_packet()
+
+    def stats(self) -> SenderStats:
+        now = time.monotonic()
+        with self._lock:
+            while self._sent and now - self._sent[0][0] > self._window_s:
+                self._sent.popleft()
+            sent = sum(size for _, size in self._sent)
+            times = list(self._mux_times)
+            dropped = self._dropped
+        jitter = (max(times) - min(times)) * 1000 if times else 0.0
+        depth = self._queue.qsize()
+        return SenderStats(
+            send_kbps=sent * 8 / self._window_s / 1000,
+            queue_depth=depth,
+            backlog_ms=max(0, self._newest_ms - self._oldest_ms) if depth else 0,
+            dropped_frames=dropped,
+            jitter_ms=round(jitter, 1),
+        )
+
+    def stop(self) -> None:
+        """Stop sending (queued packets are discarded) and close the output; safe twice."""
+        self._stopped.set()  # put() accepts nothing from now on
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._queue.put(None)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        self._output.close()
+

@@ -1,0 +1,175 @@
+"""RTMP output against real nginx-rtmp: what arrives, and how each failure is classified."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import av
+import numpy as np
+import pytest
+
+from edgelive.codes import Code
+from edgelive.config.presets import AudioPlan, VideoPlan
+from edgelive.media.encode import AudioEncoder, PyAvVideoEncoder
+from edgelive.media.rtmp_out import PacketSender, PushNetError, RtmpOutput
+from tests.flvprobe import probe
+from tests.servers import NginxRtmp, free_port, wait_port
+
+PLAN = VideoPlan(320, 180, 30, 15, 200, 800, True)
+AUDIO = AudioPlan(16000, 1, 32)
+
+
+@pytest.fixture
+def encoders() -> Iterator[tuple[PyAvVideoEncoder, AudioEncoder]]:
+    video, audio = PyAvVideoEncoder(PLAN), AudioEncoder(AUDIO)
+    yield video, audio
+    video.close()
+    audio.close()
+
+
+def frames(count: int) -> Iterator[tuple[av.VideoFrame, int]]:
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        data = rng.integers(0, 255, (PLAN.height * 3 // 2, PLAN.width), dtype=np.uint8)
+        yield av.VideoFrame.from_ndarray(data, format="yuv420p"), i * 1000 // PLAN.fps
+
+
+def tone(ms: int) -> av.AudioFrame:
+    samples = AUDIO.sample_rate * ms // 1000
+    pcm = (np.sin(np.arange(samples) * 0.1) * 8000).astype(np.int16).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+    frame.sample_rate = AUDIO.sample_rate
+    return frame
+
+
+def push(output: RtmpOutput, video: PyAvVideoEncoder, audio: AudioEncoder, count: int) -> None:
+    for image, pts in frames(count):
+        for packet in video.encode(image, pts):
+            output.mux(packet, True)
+        for packet in audio.encode(tone(1000 // PLAN.fps), pts):
+            output.mux(packet, False)
+
+
+def open_error(url: str, encoders: tuple[PyAvVideoEncoder, AudioEncoder]) -> PushNetError:
+    video, audio = encoders
+    output = RtmpOutput(video.params, audio.params)
+    with pytest.raises(PushNetError) as info:
+        output.open(url)
+    output.close()
+    return info.value
+
+
+def test_published_stream_is_h264_and_aac_as_planned(nginx: NginxRtmp, encoders) -> None:
+    video, audio = encoders
+    output = RtmpOutput(video.params, audio.params)
+    output.open(nginx.url("plain"))
+    assert nginx.publishers("plain") == 1
+    push(output, video, audio, 45)
+    output.close()
+    output.close()  # safe twice
+    result = probe(nginx.recordings("plain")[-1])
+    v, a = result.stream("video"), result.stream("audio")
+    assert (v["codec_name"], v["width"], v["height"]) == ("h264", 320, 180)
+    assert (a["codec_name"], int(a["sample_rate"]), a["channels"]) == ("aac", 16000, 1)
+    keys = result.packet_times("video", key_only=True)
+    assert keys == pytest.approx([0.0, 0.5, 1.0], abs=0.002)
+
+
+def test_unknown_host_is_a_dns_failure(encoders) -> None:
+    error = open_error("rtmp://nonexistent.invalid/live/secretkey", encoders)
+    assert error.code == Code.WARNING_DNS_FAIL
+    assert "nonexistent.invalid" in str(error) and "secretkey" not in str(error)
+
+
+def test_closed_port_is_a_connection_failure(encoders) -> None:
+    error = open_error(f"rtmp://127.0.0.1:{free_port()}/live/x", encoders)
+    assert error.code == Code.WARNING_SERVER_CONN_FAIL
+    assert "refused" in str(error).lower()
+
+
+def test_http_server_is_a_handshake_failure(encoders) -> None:
+    # Its own process: PyAV holds the GIL while it connects.
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "-b", "127.0.0.1",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", port)
+        error = open_error(f"rtmp://127.0.0.1:{port}/live/x", encoders)
+    finally:
+        server.kill()
+        server.wait()
+    assert error.code == Code.WARNING_SHAKE_FAIL
+    assert "handshake" in str(error).lower()
+
+
+def test_stream_name_in_use_is_rejected_with_the_servers_reason(nginx: NginxRtmp,
+                                                                 encoders) -> None:
+    video, audio = encoders
+    first = RtmpOutput(video.params, audio.params)
+    first.open(nginx.url("busy"))
+    try:
+        error = open_error(nginx.url("busy"), encoders)
+    finally:
+        first.close()
+    assert error.code == Code.PUSH_WARNING_SERVER_DISCONNECT
+    assert "Already publishing" in str(error)
+    assert "busy" not in str(error)  # the stream key is redacted
+
+
+def test_server_killed_mid_stream_is_a_broken_socket_in_the_sender(nginx: NginxRtmp,
+                                                                   encoders) -> None:
+    video, audio = encoders
+    output = RtmpOutput(video.params, audio.params)
+    output.open(nginx.url("cut"))
+    errors: list[PushNetError] = []
+    began = threading.Event()
+    sender = PacketSender(output, on_error=errors.append, on_first_packet=began.set)
+    sender.start()
+    for sent, (image, pts) in enumerate(frames(300), start=1):
+        for packet in video.encode(image, pts):
+            sender.put(packet, True, pts)
+        if sent == 10:
+            assert began.wait(5)
+            nginx.kill()
+        if errors:
+            break
+        time.sleep(0.01)
+    sender.stop()
+    sender.stop()
+    assert [e.code for e in errors] == [Code.PUSH_WARNING_SOCKET_BROKEN]
+    assert "EPIPE" in str(errors[0]) or "ECONNRESET" in str(errors[0])
+
+
+def test_full_queue_drops_video_until_the_next_key_frame(nginx: NginxRtmp, encoders) -> None:
+    """A stalled server (SIGSTOP) fills the socket and then the queue; capture is never
+    blocked, and video is dropped (counted) instead."""
+    _, audio = encoders
+    video = PyAvVideoEncoder(VideoPlan(320, 180, 30, 15, 200, 20000, True))  # ~40 kB frames
+    output = RtmpOutput(video.params, audio.params)
+    output.open(nginx.url("stall"))
+    sender = PacketSender(output, on_error=lambda e: None, on_first_packet=lambda: None,
+                          max_packets=8)
+    sender.start()
+    assert nginx.proc is not None
+    nginx.proc.send_signal(signal.SIGSTOP)
+    try:
+        longest_put = 0.0
+        for image, pts in frames(1500):
+            started = time.monotonic()
+            for packet in video.encode(image, pts):
+                sender.put(packet, True, pts)
+            longest_put = max(longest_put, time.monotonic() - started)
+            if sender.stats().dropped_frames > PLAN.gop_frames:
+                break
+        stats = sender.stats()
+    finally:
+        nginx.proc.send_signal(signal.SIGCONT)
+        sender.stop()
+    assert stats.dropped_frames > PLAN.gop_frames
+    assert stats.queue_depth == 8 and stats.backlog_ms > 0
+    assert longest_put < 0.5  # encode + put never waited for the network
