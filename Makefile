@@ -12,7 +12,7 @@ test: setup lint
 	.venv/bin/python -m pytest -q
 
 demo: setup
-	@scripts/demo.sh
+	.venv/bin/edgelive demo
 
 bench: setup
 	.venv/bin/edgelive bench push

@@ -13,7 +13,8 @@ import sys
 from edgelive import __version__
 
 # Each name is a module edgelive.cli.<name> exposing register(subparsers).
-COMMAND_MODULES = ["config_cmd", "push_cmd", "play_cmd", "run_cmd", "fleet_cmd", "bench_cmd"]
+COMMAND_MODULES = ["run_cmd", "push_cmd", "play_cmd", "config_cmd", "fleet_cmd", "bench_cmd",
+                   "demo_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,30 +28,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import asyncio
     import logging
 
     from edgelive.config.store import ConfigStore
-    from edgelive.hw.board import detect_board
-    from edgelive.supervisor import Supervisor
-    from edgelive.supervisor.control import serve_status, socket_path
 
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = ConfigStore(args.state_dir, args.boot_file)
-    board = detect_board()
+    run_box(ConfigStore(args.state_dir, args.boot_file), args.state_dir)
+    return 0
+
+
+def run_box(store: Any, state_dir: Path, duration: float | None = None) -> None:
+    """Run the supervisor with its status socket until SIGTERM/SIGINT (or `duration`)."""
+    import asyncio
+
+    from edgelive.hw.board import detect_board
+    from edgelive.supervisor import Supervisor
+    from edgelive.supervisor.control import serve_status, socket_path
 
     async def main() -> None:
-        supervisor = Supervisor(store, board)
-        server = await serve_status(socket_path(args.state_dir), supervisor.status_report)
+        supervisor = Supervisor(store, detect_board())
+        server = await serve_status(socket_path(state_dir), supervisor.status_report)
+        if duration:
+            asyncio.get_running_loop().call_later(duration, supervisor.request_stop)
         try:
             await supervisor.run()
         finally:
             server.close()
 
     asyncio.run(main())
-    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
