@@ -8,6 +8,7 @@ restores the seed's behaviour of stopping there.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -40,6 +41,10 @@ class ReconnectPolicy:
         self.give_up = give_up
         self.growth = growth
         self._failures = 0
+        # Growth steps after which the delay sits at the cap: a box retrying every minute
+        # for a day would otherwise overflow `growth ** n` (a float) after ~1000 attempts.
+        self._steps_to_cap = (math.ceil(math.log(max_delay / first_delay, growth))
+                              if growth > 1 else 0)
 
     @property
     def failures(self) -> int:
@@ -66,4 +71,5 @@ class ReconnectPolicy:
         self._failures = 0
 
     def _delay(self, n: int) -> float:
-        return min(self.max_delay, self.first_delay * self.growth ** (n - 1))
+        steps = min(n - 1, self._steps_to_cap)
+        return min(self.max_delay, self.first_delay * self.growth ** steps)

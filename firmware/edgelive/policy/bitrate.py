@@ -1,0 +1,275 @@
+"""Video bitrate controller for the pusher (SPEC §3). Pure: measurements and `now` in, decisions
+out.
+
+The congestion signal is the sender queue: media the box has encoded but the uplink has not
+taken yet. With `tcp_notsent_lowat` set the kernel holds little, so the queue (and `mux()`
+blocking) shows a short link within a tick (FACTS: bufferbloat). The controller steps down
+fast and multiplicatively to below the rate the link was measured to carry, probes up slowly
+and additively while the queue stays empty, and only changes resolution when the floor of the
+current resolution cannot be carried. It never asks for a reconnect or a restart.
+
+Tick it every 0.5–1 s while the stream is connected; timers use the `now` passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# -- congestion detection
+HIGH_BACKLOG_S = 0.5
+"""Media queued past this is a short link: a key frame burst on a healthy link drains in
+well under 0.5 s, and every queued second is a second of viewer latency."""
+LOW_BACKLOG_S = 0.15
+"""At or below this the queue counts as empty (a key frame in flight)."""
+MUX_BLOCK_BACKLOG_S = 0.25
+"""`mux()` blocks for a moment on key frames even on a good link, so blocking counts as
+congestion only once this much media is queued behind it."""
+
+# -- stepping down
+DECREASE_FACTOR = 0.8
+"""On congestion the target drops to this share of the measured send rate: 20 % headroom
+drains the queue and absorbs the noise of a one-tick rate estimate."""
+DRAIN_S = 3.0
+"""Queued media beyond LOW_BACKLOG_S is paid back over this many seconds on top of the
+headroom, so latency recovers in seconds instead of the tens a 20 % margin alone needs."""
+
+# -- probing up
+PROBE_STEP = 0.08
+"""Each probe adds 8 % of the target: small enough that overshooting the link builds a queue
+slowly (caught before it reaches the viewer as latency), large enough to climb from 400 to
+1200 kbit/s in about 15 probes."""
+PROBE_INTERVAL_S = 2.0
+"""Time between probes: gives each step 2–4 ticks for a queue to show."""
+PROBE_INTERVAL_NEAR_S = 4.0
+"""Probe interval close to the rate that last congested the link: the hysteresis that keeps
+the target from sawing in and out of congestion."""
+NEAR_CONGESTION = 0.9
+"""'Close' means from 90 % to 111 % of the rate the link carried when it last congested: a
+probe just past the limit builds a queue slowly, so the next one waits to see it."""
+HOLD_AFTER_CONGESTION_S = 3.0
+"""No probing this long after the last congested tick: the encoder's rate control and the
+queue need a moment to settle before the next measurement means anything."""
+APP_LIMITED_RATIO = 0.6
+"""A target the encoder does not use (a still scene) proves nothing about the link, so the
+target is not raised while the encoder produces less than this share of it."""
+
+# -- link short episodes (1101)
+LINK_OK_AFTER_S = 5.0
+"""A short-link episode ends this long after the last congested tick; the next one emits 1101
+again. (Not "queue empty for 5 s": key frames keep a small queue on healthy links too.)"""
+
+# -- resolution steps
+STEP_DOWN_MARGIN = 1.15
+"""Step a resolution down when the link carries less than the current floor plus 15 %: at
+the floor with less headroom the queue drains too slowly or not at all."""
+STEP_DOWN_AFTER_S = 1.0
+"""...and that has held this long (one noisy tick never changes resolution). The step goes
+straight to the largest rung whose floor the link carries: one encoder restart, not two."""
+STEP_UP_MARGIN = 1.3
+"""A lower rung's ceiling is the upper rung's floor times this: carrying it proves the upper
+resolution fits with more margin than STEP_DOWN_MARGIN asks, so a step up is not undone."""
+STEP_UP_AFTER_S = 6.0
+"""The lower rung's ceiling must be carried cleanly this long before stepping up."""
+STEP_UP_PROBATION_S = 30.0
+"""A step down this soon after a step up doubles the wait before the next step up..."""
+STEP_UP_AFTER_MAX_S = 240.0
+"""...up to this, so a link just at the boundary flips resolution at most every few minutes."""
+
+LADDER_SCALES = (1.0, 0.75, 0.5)
+"""Sizes of the resolution ladder relative to the configured one (1280x720 → 960x540 →
+640x360); floors scale with the pixel count."""
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One resolution and the video bitrate range it is encoded with."""
+
+    width: int
+    height: int
+    min_kbps: float
+    max_kbps: float
+
+
+def _even(x: float) -> int:
+    return max(2, round(x / 2) * 2)
+
+
+def resolution_ladder(width: int, height: int, min_kbps: float, max_kbps: float,
+                      scales: Sequence[float] = LADDER_SCALES) -> tuple[Rung, ...]:
+    """The configured size and range first, then smaller sizes. A lower rung's floor is the
+    configured floor scaled by area; its ceiling is the upper floor times STEP_UP_MARGIN, the
+    rate that must be carried to step back up."""
+    if min_kbps <= 0 or max_kbps < min_kbps:
+        raise ValueError("invalid bitrate range")
+    rungs = [Rung(width, height, min_kbps, max_kbps)]
+    for scale in scales[1:]:
+        floor = min_kbps * scale * scale
+        rungs.append(Rung(_even(width * scale), _even(height * scale), floor,
+                          max(floor, rungs[-1].min_kbps * STEP_UP_MARGIN)))
+    return tuple(rungs)
+
+
+@dataclass(frozen=True)
+class LinkSample:
+    """What the sender measured over the last tick."""
+
+    send_kbps: float
+    """Rate that actually left through the socket (all of it: video, audio, FLV)."""
+    encoder_kbps: float
+    """Video rate the encoder produced."""
+    backlog_bytes: int
+    """Bytes queued in the box, not yet handed to the socket."""
+    backlog_s: float
+    """Seconds of media those bytes hold (newest minus oldest timestamp)."""
+    mux_blocked: bool = False
+    """`mux()` blocked waiting for the socket during the tick."""
+
+
+@dataclass(frozen=True)
+class BitrateDecision:
+    target_kbps: int
+    """Video bitrate to set on the encoder."""
+    rung: Rung
+    """Resolution to encode at."""
+    resolution_step: int
+    """Rungs moved on this tick (negative = smaller picture; apply at the next key frame)."""
+    link_short: bool
+    """A short-link episode is going on (the NET_BUSY state)."""
+    link_short_began: bool
+    """The episode began on this tick: emit 1101 NET_BUSY once."""
+
+
+class BitrateController:
+    """Keeps the video bitrate under what the uplink carries, between the ladder's bounds."""
+
+    def __init__(self, ladder: Sequence[Rung], other_kbps: float = 0.0,
+                 start_kbps: float | None = None) -> None:
+        """`ladder` comes from `resolution_ladder` (index 0 = configured size); `other_kbps`
+        is what else shares the link (audio, container) and is taken off the send rate."""
+        if not ladder:
+            raise ValueError("empty resolution ladder")
+        self.ladder = tuple(ladder)
+        self.other_kbps = other_kbps
+        self._rung = 0
+        top = self.ladder[0]
+        self._target = min(top.max_kbps, max(top.min_kbps, start_kbps or top.max_kbps))
+        self._link_short = False
+        self._last_change = float("-inf")
+        self._last_congested = float("-inf")
+        self._link_kbps: float | None = None
+        """Video rate the link carried when it last congested; probes near it go slower."""
+        self._recovery_kbps = 0.0
+        self._floor_short_since: float | None = None
+        self._at_ceiling_since: float | None = None
+        self._last_step_up = float("-inf")
+        self._step_up_after = STEP_UP_AFTER_S
+
+    @property
+    def target_kbps(self) -> int:
+        return round(self._target)
+
+    @property
+    def rung(self) -> Rung:
+        return self.ladder[self._rung]
+
+    @property
+    def link_short(self) -> bool:
+        return self._link_short
+
+    def tick(self, now: float, sample: LinkSample) -> BitrateDecision:
+        congested = sample.backlog_s >= HIGH_BACKLOG_S or (
+            sample.mux_blocked and sample.backlog_s >= MUX_BLOCK_BACKLOG_S)
+        began = congested and not self._link_short
+        step = self._step_down(now, sample) if congested else self._step_up(now, sample)
+        return BitrateDecision(self.target_kbps, self.rung, step, self._link_short, began)
+
+    # -- congestion: down fast
+
+    def _step_down(self, now: float, sample: LinkSample) -> int:
+        self._link_short = True
+        self._last_congested = now
+        self._at_ceiling_since = None
+        link_kbps = max(0.0, sample.send_kbps - self.other_kbps)
+        allowance_kbit = LOW_BACKLOG_S * (self._target + self.other_kbps)
+        excess_kbit = max(0.0, sample.backlog_bytes * 8 / 1000 - allowance_kbit)
+        carried = DECREASE_FACTOR * sample.send_kbps - self.other_kbps
+        desired = carried - excess_kbit / DRAIN_S
+        self._link_kbps = link_kbps
+        # Once the queue has drained the drain term goes (never above the congested target).
+        self._recovery_kbps = min(self._target, carried)
+        if desired < self._target:
+            self._set_target(now, desired)
+        fitting = self._fitting_rung(link_kbps)
+        if self._target > self.rung.min_kbps or fitting == self._rung:
+            self._floor_short_since = None
+            return 0
+        if self._floor_short_since is None:
+            self._floor_short_since = now
+        if now - self._floor_short_since < STEP_DOWN_AFTER_S:
+            return 0
+        failed_step_up = now - self._last_step_up < STEP_UP_PROBATION_S
+        self._step_up_after = (min(STEP_UP_AFTER_MAX_S, self._step_up_after * 2)
+                               if failed_step_up else STEP_UP_AFTER_S)
+        step = self._rung - fitting
+        self._change_rung(now, fitting, desired)
+        return step
+
+    def _fitting_rung(self, link_kbps: float) -> int:
+        """The largest rung at or below the current one whose floor the link carries."""
+        for index in range(self._rung, len(self.ladder)):
+            if link_kbps >= self.ladder[index].min_kbps * STEP_DOWN_MARGIN:
+                return index
+        return len(self.ladder) - 1
+
+    # -- clear link: up slowly
+
+    def _step_up(self, now: float, sample: LinkSample) -> int:
+        self._floor_short_since = None
+        if self._link_short and now - self._last_congested >= LINK_OK_AFTER_S:
+            self._link_short = False
+        empty = sample.backlog_s <= LOW_BACKLOG_S
+        if empty:
+            if self._recovery_kbps > self._target:
+                # The queue drained: drop the drain term, back to what the link carried.
+                self._set_target(now, self._recovery_kbps)
+            self._recovery_kbps = 0.0
+        if sample.encoder_kbps < APP_LIMITED_RATIO * self._target:
+            self._at_ceiling_since = None
+            return 0
+        if self._target >= self.rung.max_kbps:
+            return self._maybe_step_resolution_up(now)
+        self._at_ceiling_since = None
+        near = (self._link_kbps is not None
+                and self._target * (1 + PROBE_STEP) >= NEAR_CONGESTION * self._link_kbps)
+        interval = PROBE_INTERVAL_NEAR_S if near else PROBE_INTERVAL_S
+        if (empty and now - self._last_congested >= HOLD_AFTER_CONGESTION_S
+                and now - self._last_change >= interval):
+            self._set_target(now, self._target * (1 + PROBE_STEP))
+            if self._link_kbps is not None and self._target > self._link_kbps / NEAR_CONGESTION:
+                self._link_kbps = None  # carried well past it: that limit is gone
+        return 0
+
+    def _maybe_step_resolution_up(self, now: float) -> int:
+        if self._rung == 0:
+            return 0
+        if self._at_ceiling_since is None:
+            self._at_ceiling_since = now
+        if now - self._at_ceiling_since < self._step_up_after:
+            return 0
+        self._last_step_up = now
+        self._change_rung(now, self._rung - 1, self._target)
+        return +1
+
+    # -- helpers
+
+    def _change_rung(self, now: float, index: int, desired: float) -> None:
+        self._rung = index
+        self._floor_short_since = None
+        self._at_ceiling_since = None
+        self._set_target(now, desired)
+
+    def _set_target(self, now: float, kbps: float) -> None:
+        rung = self.rung
+        self._target = min(rung.max_kbps, max(rung.min_kbps, kbps))
+        self._last_change = now
