@@ -6,7 +6,7 @@ setup:
 	@scripts/setup.sh
 
 lint: setup
-	.venv/bin/ruff check firmware tests bench
+	.venv/bin/ruff check firmware tests
 
 test: setup lint
 	.venv/bin/python -m pytest -q

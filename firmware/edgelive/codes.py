@@ -79,6 +79,11 @@ class Code(IntEnum):
     WAITING_IMAGE_OFF = 6024
     DISPLAY_UNAVAILABLE = -6025
     AUDIO_DEVICE_FAIL = -6026
+    # player states reported as events (6080–6089)
+    PLAY_BACKUP_ON = 6080
+    PLAY_BACKUP_OFF = 6081
+    DISPLAY_OFF = 6082
+    DISPLAY_ON = 6083
 
     @property
     def is_error(self) -> bool:
@@ -163,6 +168,10 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.WAITING_IMAGE_OFF: "The camera is being sent again.",
     Code.DISPLAY_UNAVAILABLE: "No display could be opened for the player.",
     Code.AUDIO_DEVICE_FAIL: "The audio output device failed to open.",
+    Code.PLAY_BACKUP_ON: "The player's src is unreachable; backup-src is shown.",
+    Code.PLAY_BACKUP_OFF: "The player's src is back; backup-src stopped.",
+    Code.DISPLAY_OFF: "The display was unplugged or turned off (player paused/muted per config).",
+    Code.DISPLAY_ON: "The display is connected and on again.",
 }
 
 

@@ -1,16 +1,19 @@
 """`edgelive play URL`: the player alone (JSON lines on stdout, a status line on stderr).
 
-`edgelive play --worker` is the same player run by the supervisor: no URL, the config
-section and commands arrive on stdin as JSON lines.
+`edgelive play --worker` is the same player run by the supervisor: no URL; the first
+stdin line is the config section (`{"type": "config", "config": {...}}`), later lines are
+live config changes and commands (edgelive/ipc.py). It exits when stdin closes or on
+SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, TextIO
 
 
 def register(subparsers: Any) -> None:
@@ -18,6 +21,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("url", nargs="?", help="rtmp://… or http(s)://….flv")
     parser.add_argument("--sink", choices=["auto", "kms", "sdl", "offscreen", "none"])
     parser.add_argument("--mode", choices=["live", "RTC"])
+    parser.add_argument("--screen-size", help="window size for sdl/offscreen, e.g. 640x360")
+    parser.add_argument("--decoder", choices=["auto", "hardware", "software"])
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--muted", action="store_true", help="no sound")
     parser.add_argument("--debug", action="store_true", help="on-screen statistics overlay")
@@ -25,24 +30,49 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _stdin_lines(player: Any, writer: Any) -> None:
-    """Feed the player the supervisor's lines: commands and live config changes."""
+def _error_line(writer: Any, message: str) -> None:
+    from edgelive.codes import Code
+
+    writer.write("response", {"id": None, "ok": False, "code": int(Code.COMMAND_REJECTED),
+                              "error": message})
+
+
+def read_first_config(stdin: TextIO, writer: Any) -> dict[str, Any] | None:
+    """The worker's config section from the first config line; None when stdin closed."""
     from edgelive.ipc import parse_line
 
-    for line in sys.stdin:
+    for line in stdin:
         if not line.strip():
             continue
         try:
             message = parse_line(line)
         except ValueError as exc:
-            writer.write("response", {"id": None, "ok": False, "code": -6018,
-                                      "error": str(exc)})
+            _error_line(writer, str(exc))
+            continue
+        if message["type"] == "config" and isinstance(message.get("config"), dict):
+            return message["config"]
+        _error_line(writer, "the first line must be {\"type\": \"config\", \"config\": {…}}")
+    return None
+
+
+def _stdin_lines(stdin: TextIO, player: Any, writer: Any) -> None:
+    """Feed the player the supervisor's lines: commands and live config changes."""
+    from edgelive.ipc import parse_line
+
+    for line in stdin:
+        if not line.strip():
+            continue
+        try:
+            message = parse_line(line)
+        except ValueError as exc:
+            _error_line(writer, str(exc))
             continue
         if message["type"] == "cmd":
             player.submit(message)
         elif message["type"] == "config":
             player.submit({"id": None, "verb": "config", "args": message.get("config", {})},
-                          lambda response: None)
+                          lambda response: None if response["ok"] else
+                          writer.write("response", response))
     player.stop()
 
 
@@ -55,44 +85,73 @@ def _status_line(player: Any) -> None:
     sys.stderr.flush()
 
 
+def _status_ticker(player: Any, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        _status_line(player)
+
+
+def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    section: dict[str, Any] = {"autoplay": bool(args.url)}
+    for key, value in (("src", args.url), ("sink", args.sink), ("mode", args.mode),
+                       ("screen-size", args.screen_size), ("decoder", args.decoder)):
+        if value:
+            section[key] = value
+    if args.muted:
+        section["muted"] = True
+    if args.debug:
+        section["debug"] = True
+    return section
+
+
 def run(args: argparse.Namespace) -> int:
     from edgelive.codes import Source
     from edgelive.config.schema import PlayerConfig
     from edgelive.events import EventLog
+    from edgelive.hw.board import detect_board
     from edgelive.hw.display import open_sink
+    from edgelive.hw.display_status import DisplayWatcher
     from edgelive.hw.speaker import Speaker
     from edgelive.ipc import LineWriter
     from edgelive.player.worker import Player
 
-    overrides: dict[str, Any] = {"autoplay": bool(args.url)}
-    for key, value in (("src", args.url), ("sink", args.sink), ("mode", args.mode)):
-        if value:
-            overrides[key] = value
-    if args.muted:
-        overrides["muted"] = True
-    if args.debug:
-        overrides["debug"] = True
-    config = PlayerConfig.model_validate(overrides)
     writer = LineWriter()
-    events = EventLog(Source.PLAYER)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.worker:
+        section = read_first_config(sys.stdin, writer)
+        if section is None or stop.is_set():
+            return 0
+    else:
+        section = _config_from_args(args)
+    try:
+        config = PlayerConfig.model_validate(section)
+    except ValueError as exc:
+        _error_line(writer, f"config rejected: {exc}")
+        return 2
+    prefer_hardware = (detect_board().has_hw_h264_decoder if config.decoder == "auto"
+                       else config.decoder == "hardware")
     w, h = (int(v) for v in config.screen_size.split("x"))
     sink = open_sink(config.sink, (w, h), fullscreen=args.worker)
-    player = Player(config, sink, events, out=writer,
-                    speaker=lambda: Speaker(config.sound_mode, config.muted))
+    player = Player(config, sink, EventLog(Source.PLAYER), out=writer,
+                    speaker=lambda: Speaker(config.sound_mode, config.muted),
+                    prefer_hardware=prefer_hardware)
     signal.signal(signal.SIGTERM, lambda *_: player.stop())
+    if stop.is_set():
+        player.stop()
+    watcher = DisplayWatcher(player.display_changed)
+    watcher.start()
     if args.worker:
-        threading.Thread(target=_stdin_lines, args=(player, writer), daemon=True).start()
+        threading.Thread(target=_stdin_lines, args=(sys.stdin, player, writer),
+                         daemon=True).start()
     else:
-        ticker = threading.Event()
-
-        def tick() -> None:
-            while not ticker.wait(1.0):
-                _status_line(player)
-
-        threading.Thread(target=tick, daemon=True).start()
+        threading.Thread(target=_status_ticker, args=(player, stop), daemon=True).start()
+    # Everything made so far (modules, pydantic models, SDL) lives as long as the process:
+    # moved out of the collector's sight, each collection scans only the per-frame objects.
+    gc.freeze()
     try:
         player.run(args.duration)
     finally:
+        watcher.stop()
         player.close()
         if not args.worker:
             sys.stderr.write("\n")

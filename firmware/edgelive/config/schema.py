@@ -166,6 +166,10 @@ class PlayerConfig(Section):
     screen_size: str = Field("1280x720", description="Screen size for the sdl/offscreen "
                              "sinks (kms uses the display's mode).")
     backup_src: str = Field("", description="Played while `src` is unreachable.")
+    decoder: Literal["auto", "hardware", "software"] = Field(
+        "auto", description="auto: the board's hardware H.264 decoder when its profile has "
+        "one; hardware: try it on any board; software: never. A hardware decoder that fails "
+        "to open falls back to software with HW_ACCELERATION_FAIL (2106).")
     reconnect: Reconnect = Field(default_factory=Reconnect)
 
     @field_validator("src", "pip_src", "backup_src")

@@ -1,13 +1,20 @@
-"""`edgelive bench play`: the player's CPU per stream second against FFmpeg's, and latency.
+"""The player's CPU per stream second against FFmpeg's on the same stream, and its latency.
 
-Both run at the same time on the same stream: `ffmpeg -i URL -f null -` (decode only, the
-floor) and `edgelive play URL` (decode + pace + render). Render latency needs a stream
-carrying the wall-clock stamp (media/stamp.py); it is measured in-process from the pixels
-the offscreen sink showed.
+Two pairs run side by side on one stream, each pair over the same measuring window:
+decode — `edgelive play --sink none` (sound to SDL's dummy device) against
+`ffmpeg -i URL -f null -` (both decode video and sound); render — `edgelive play --sink
+offscreen --muted` against `ffmpeg -an -f sdl` on SDL's offscreen driver, both in a
+window of the stream's size. CPU is read with psutil after a warm-up, so Python's and
+FFmpeg's start-up and the stream's open are left out. With `stamped`, the bench publishes
+its own stream carrying the wall-clock stamp (media/stamp.py) from a PyAV thread, and
+measures render latency from the pixels an in-process player showed.
+
+Run: `python -m edgelive.player.bench rtmp://host/live/name --stamped`.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -17,26 +24,65 @@ from typing import Any
 
 import numpy as np
 
+WARM_UP = 4.0
 
-def _cpu_seconds(argv: list[str], seconds: float, env: dict[str, str]) -> float:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, env=env)
+
+def stamped_publisher(url: str, stop: threading.Event, size: tuple[int, int] = (320, 180),
+                      fps: int = 25) -> threading.Thread:
+    """A PyAV publisher drawing the wall-clock stamp into each frame as it is made."""
+    import av
+
+    from edgelive.media import stamp
+
+    def run() -> None:
+        out = av.open(url, "w", format="flv")
+        video = out.add_stream("libx264", rate=fps, options={
+            "preset": "ultrafast", "tune": "zerolatency", "g": str(fps), "bf": "0"})
+        w, h = size
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        yuv = np.full((h * 3 // 2, w), 128, dtype=np.uint8)
+        start, n = time.monotonic(), 0
+        try:
+            while not stop.is_set():
+                time.sleep(max(0.0, start + n / fps - time.monotonic()))
+                yuv[:h] = 90
+                stamp.draw(yuv[:h], time.time_ns() // 1_000_000)
+                frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+                frame.pts = n
+                for packet in video.encode(frame):
+                    out.mux(packet)
+                n += 1
+        finally:
+            out.close()
+
+    thread = threading.Thread(target=run, name="stamped-publisher", daemon=True)
+    thread.start()
+    return thread
+
+
+def steady_cpu(runs: dict[str, list[str]], seconds: float, env: dict[str, str],
+               warm_up: float = WARM_UP) -> dict[str, float]:
+    """CPU-s per second of each command, all started together and measured over the same
+    window after `warm_up` s."""
+    import psutil
+
+    procs = {name: psutil.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, env=env)
+             for name, argv in runs.items()}
     try:
-        _, _, usage = os.wait4(proc.pid, 0) if seconds <= 0 else _wait_then_stop(proc, seconds)
+        time.sleep(warm_up)
+        before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
+        time.sleep(seconds)
+        after = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    return usage.ru_utime + usage.ru_stime
+        for p in procs.values():
+            p.kill()
+            p.wait()
+    return {name: (after[name] - before[name]) / seconds for name in runs}
 
 
-def _wait_then_stop(proc: subprocess.Popen[bytes], seconds: float) -> tuple[int, int, Any]:
-    time.sleep(seconds)
-    proc.terminate()
-    return os.wait4(proc.pid, 0)
-
-
-def render_latency(url: str, seconds: float, sink: str = "offscreen") -> dict[str, float]:
-    """p50/p95 ms from stamp in the shown frame to the wall-clock time it was shown."""
+def render_latency(url: str, seconds: float, size: tuple[int, int]) -> dict[str, float]:
+    """p50/p95 ms from the stamp in each shown frame to the wall-clock time it was shown."""
     from edgelive.codes import Source
     from edgelive.config.schema import PlayerConfig
     from edgelive.events import EventLog
@@ -46,14 +92,16 @@ def render_latency(url: str, seconds: float, sink: str = "offscreen") -> dict[st
 
     ages: list[int] = []
     config = PlayerConfig.model_validate({"src": url, "mode": "RTC", "autoplay": True,
-                                          "muted": True, "screen-size": "640x360"})
-    sink_obj = open_sink(sink, (640, 360), fullscreen=False)
-    sink_obj.on_present = lambda px, ms: ages.append(stamp.age_ms(stamp.decode(px), ms))
-    player = Player(config, sink_obj, EventLog(Source.PLAYER))
-    threading.Timer(1.0, ages.clear).start()  # leave out the start-up catch-up
+                                          "muted": True})
+    sink = open_sink("offscreen", size, fullscreen=False)
+    sink.on_present = lambda px, ms: ages.append(stamp.age_ms(stamp.decode(px), ms))
+    player = Player(config, sink, EventLog(Source.PLAYER), prefer_hardware=False)
+    timer = threading.Timer(WARM_UP, ages.clear)  # leave out the start-up catch-up
+    timer.start()
     try:
-        player.run(seconds + 1.0)
+        player.run(WARM_UP + seconds)
     finally:
+        timer.cancel()
         player.close()
     if not ages:
         return {"frames": 0}
@@ -62,39 +110,62 @@ def render_latency(url: str, seconds: float, sink: str = "offscreen") -> dict[st
             "p95_ms": float(np.percentile(arr, 95))}
 
 
-def run_play_bench(url: str, seconds: float = 20.0, sink: str = "offscreen",
+def run_play_bench(url: str, seconds: float = 20.0, size: tuple[int, int] = (640, 360),
                    stamped: bool = False) -> dict[str, Any]:
-    """CPU-s per stream second of the player and of `ffmpeg -f null`, run side by side."""
-    env = {**os.environ, "SDL_AUDIODRIVER": os.environ.get("SDL_AUDIODRIVER", "dummy")}
-    results: dict[str, float] = {}
-    runs = {
-        "ffmpeg": ["ffmpeg", "-loglevel", "error", "-fflags", "nobuffer", "-i", url,
-                   "-f", "null", "-"],
-        "player": [sys.executable, "-m", "edgelive", "play", url, "--sink", sink,
-                   "--mode", "RTC", "--muted", "--duration", str(seconds + 1)],
-    }
-    threads = [threading.Thread(target=lambda k=k, a=a: results.__setitem__(
-        k, _cpu_seconds(a, seconds, env))) for k, a in runs.items()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    report: dict[str, Any] = {
-        "seconds": seconds,
-        "ffmpeg_cpu_per_s": results["ffmpeg"] / seconds,
-        "player_cpu_per_s": results["player"] / seconds,
-        "ratio": results["player"] / max(results["ffmpeg"], 1e-6),
-    }
-    if stamped:
-        report["latency"] = render_latency(url, min(seconds, 10.0), sink)
+    """The decode and render pairs (CPU-s per stream second, ratios), plus latency when
+    `stamped` (then this publishes the stream at `url`, an RTMP server's publish URL)."""
+    stop = threading.Event()
+    publisher = stamped_publisher(url, stop, size) if stamped else None
+    env = {**os.environ, "SDL_AUDIODRIVER": "dummy", "SDL_VIDEODRIVER": "offscreen"}
+    player = [sys.executable, "-m", "edgelive", "play", url, "--mode", "RTC",
+              "--decoder", "software", "--screen-size", f"{size[0]}x{size[1]}"]
+    ffmpeg = ["ffmpeg", "-loglevel", "error", "-fflags", "nobuffer", "-i", url]
+    try:
+        if publisher is not None:
+            time.sleep(1.0)
+        decode = steady_cpu({"player": [*player, "--sink", "none"],
+                             "ffmpeg": [*ffmpeg, "-f", "null", "-"]}, seconds, env)
+        render = steady_cpu({"player": [*player, "--sink", "offscreen", "--muted"],
+                             "ffmpeg": [*ffmpeg, "-an", "-f", "sdl", "-window_size",
+                                        f"{size[0]}x{size[1]}", "edgelive"]}, seconds, env)
+        report: dict[str, Any] = {"seconds": seconds, "size": size}
+        for name, pair in (("decode", decode), ("render", render)):
+            report[name] = {**pair, "ratio": pair["player"] / max(pair["ffmpeg"], 1e-6)}
+        if publisher is not None:
+            report["latency"] = render_latency(url, min(seconds, 10.0), size)
+    finally:
+        stop.set()
+        if publisher is not None:
+            publisher.join(5)
     return report
 
 
-def print_play_bench(report: dict[str, Any]) -> None:
-    print(f"play bench over {report['seconds']:.0f} s: player "
-          f"{report['player_cpu_per_s']:.3f} CPU-s/s, ffmpeg {report['ffmpeg_cpu_per_s']:.3f} "
-          f"CPU-s/s, ratio {report['ratio']:.2f}x (target <= 1.2x)")
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"play bench, {report['size'][0]}x{report['size'][1]}, "
+             f"{report['seconds']:.0f} s steady state (CPU-s per stream second):"]
+    for name, label in (("decode", "decode  (sink none vs ffmpeg -f null)"),
+                        ("render", "render  (offscreen vs ffmpeg -f sdl)")):
+        pair = report[name]
+        lines.append(f"  {label}: player {pair['player']:.3f}, ffmpeg {pair['ffmpeg']:.3f}, "
+                     f"ratio {pair['ratio']:.2f}x")
     latency = report.get("latency")
     if latency and latency.get("frames"):
-        print(f"render latency p50 {latency['p50_ms']:.0f} ms, p95 {latency['p95_ms']:.0f} ms "
-              f"over {latency['frames']} frames")
+        lines.append(f"  render latency p50 {latency['p50_ms']:.0f} ms, "
+                     f"p95 {latency['p95_ms']:.0f} ms over {latency['frames']} frames")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("url")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--size", default="640x360")
+    parser.add_argument("--stamped", action="store_true",
+                        help="publish a stamped stream to URL and measure render latency")
+    args = parser.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    print(format_report(run_play_bench(args.url, args.seconds, (w, h), args.stamped)))
+
+
+if __name__ == "__main__":
+    main()

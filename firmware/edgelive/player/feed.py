@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgelive.codes import Code
@@ -40,9 +41,11 @@ class Feed:
     """Reads `url` in a daemon thread until `stop()`; `drain()` returns what arrived."""
 
     def __init__(self, url: str, events: EventLog, policy: ReconnectPolicy,
-                 role: str = "main") -> None:
+                 role: str = "main", on_arrival: Callable[[], None] | None = None) -> None:
         self.url = url
         self.role = role
+        self._on_arrival = on_arrival
+        """Called after each queued item, so the render loop can sleep until data comes."""
         self._events = events
         self._policy = policy
         self._queue: deque[Session | ArrivedPacket] = deque()
@@ -81,6 +84,8 @@ class Feed:
             if len(self._queue) >= MAX_QUEUED:
                 self._queue.popleft()
             self._queue.append(item)
+        if self._on_arrival is not None:
+            self._on_arrival()
 
     def _emit(self, code: Code | int, msg: str, **detail: object) -> None:
         self._events.emit(code, msg, role=self.role, **detail)

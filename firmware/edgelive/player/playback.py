@@ -40,6 +40,8 @@ AUDIO_BACKLOG = 0.3
 
 
 class AudioOut(Protocol):
+    muted: bool
+
     def queue(self, samples: np.ndarray) -> None: ...
 
     @property
@@ -62,6 +64,7 @@ class Playback:
         self.stats = NetStats()
         self.picture: av.VideoFrame | None = None
         self.decoder_name = ""
+        self.paused = False
         self._video: deque[ArrivedPacket] = deque()
         self._audio: deque[ArrivedPacket] = deque()
         self._new_session(None)
@@ -101,6 +104,23 @@ class Playback:
             return 0.0
         return max(0.0, self._last_video_pts - self._clock.position())
 
+    def set_targets(self, targets: BufferTargets) -> None:
+        """A new min/max-cache band, applied from the next step (no reconnect)."""
+        self._targets = targets
+        self._controller.targets = targets
+
+    def pause(self) -> None:
+        """Freeze on the picture shown; the connection stays up, what arrives is dropped."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Play live again from the next key frame (within a GOP), without reconnecting."""
+        if self.paused:
+            self.paused = False
+            self._video.clear()
+            self._audio.clear()
+            self._restart_timeline(announce=False)
+
     # -- the step the render loop calls
 
     def step(self) -> bool:
@@ -110,6 +130,10 @@ class Playback:
                 self._new_session(item)
             else:
                 self._accept(item)
+        if self.paused:
+            self._video.clear()
+            self._audio.clear()
+            return False
         if not self.active:
             return False
         self._report_lags()
@@ -119,10 +143,13 @@ class Playback:
         return self._play_due()
 
     def next_due_in(self) -> float:
-        """Seconds until the next queued picture is due (how long the loop may sleep)."""
-        if not self._video or not self._clock.started:
-            return 0.01
-        return self._clock.due_in(self._video[0].pts)
+        """Seconds until the next queued packet is due (how long the loop may sleep);
+        infinite when nothing is queued: the feed wakes the loop when data arrives."""
+        if not self._clock.started or not self._shown_first:
+            return float("inf")
+        queues = (self._video, self._audio) if self.audio is not None else (self._video,)
+        heads = [q[0].pts for q in queues if q]
+        return self._clock.due_in(min(heads)) if heads else float("inf")
 
     def _accept(self, p: ArrivedPacket) -> None:
         self.stats.packet(p.packet.size, p.is_video, p.is_key, p.pts, p.arrived)
@@ -254,7 +281,10 @@ class Playback:
         return frames[-1] if frames else None
 
     def _play_audio(self, p: ArrivedPacket) -> None:
-        if self.audio is None or self._session is None or self._session.input is None:
+        """Decode and queue a due audio packet; muted, nothing is decoded (AAC frames
+        decode independently, so unmuting needs no warm-up) and the device plays silence."""
+        if (self.audio is None or self.audio.muted or self._session is None
+                or self._session.input is None):
             return
         if self._audio_dec is None:
             stream = self._session.input.audio

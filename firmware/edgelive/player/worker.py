@@ -1,8 +1,10 @@
 """The player worker: feeds → playbacks → one screen, driven by commands (SPEC §4).
 
 Rendering happens on one thread, the one that made the sink (SDL requires it); feeds read
-the network in their own threads, and commands arriving from any thread are queued and
-run between frames. Netstatus goes out every second, events as they happen.
+the network in their own threads and wake the render loop when data arrives, so the loop
+sleeps until the next picture is due, a packet or command arrives, or a second passes.
+Commands from any thread are queued and run between frames. Each second (and on every
+change) a state line and the netstatus go out; events as they happen.
 """
 
 from __future__ import annotations
@@ -21,18 +23,26 @@ import av
 from edgelive.codes import Code
 from edgelive.config.schema import PlayerConfig
 from edgelive.events import Event, EventLog, now_ms
-from edgelive.hw.display import Layer, VideoSink
+from edgelive.hw.display import VideoSink
+from edgelive.hw.display_status import DisplayStatus
 from edgelive.ipc import LineWriter
 from edgelive.player.feed import Feed
 from edgelive.player.playback import AudioOut, Playback
-from edgelive.player.render import main_box, picture_layer, pip_box, slate_layer, text_layer
+from edgelive.player.screen import ScreenState, compose, debug_lines, screen_state
 from edgelive.policy.buffer import PLAY_STALL_LAG, targets_for
 from edgelive.policy.reconnect import ReconnectPolicy
 
 VERBS = ("play", "stop", "pause", "resume", "mute", "requestFullScreen", "exitFullScreen",
          "snapshot")
-NETSTATUS_INTERVAL = 1.0
-MAX_SLEEP = 0.01
+REPORT_INTERVAL = 1.0
+MAX_WAIT = 0.1
+"""Longest sleep of the render loop: window events, lag checks and buffer control."""
+STREAM_KEYS = ("src", "pip_src", "backup_src", "picture_in_picture_mode", "mode",
+               "reconnect", "decoder")
+"""Config keys whose change restarts the streams; any other key applies in place."""
+_FEED_TO_STATE = {"connecting": "connecting", "playing": "playing", "ended": "connecting",
+                  "reconnecting": "reconnecting", "disconnected": "reconnecting",
+                  "stopped": "stopped", "idle": "connecting"}
 
 
 class CommandError(Exception):
@@ -54,12 +64,13 @@ def encode_jpeg(frame: av.VideoFrame, quality: int = 5) -> bytes:
 
 
 class Player:
-    """Plays `config.src` (and `pip-src`) on `sink`; call `run()` on the rendering thread."""
+    """Plays `config.src` (and `pip-src`, `backup-src`) on `sink`; call `run()` on the
+    rendering thread, everything else from any thread."""
 
     def __init__(self, config: PlayerConfig, sink: VideoSink, events: EventLog, *,
                  out: LineWriter | None = None,
                  speaker: Callable[[], AudioOut | None] | None = None,
-                 prefer_hardware: bool = True) -> None:
+                 prefer_hardware: bool | None = None) -> None:
         self.config = config
         self.sink = sink
         self.events = events
@@ -70,14 +81,23 @@ class Player:
         self._commands: queue.Queue[tuple[dict[str, Any], Callable[[dict], None]]] = \
             queue.Queue()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self.main: Playback | None = None
         self.pip: Playback | None = None
+        self.backup: Playback | None = None
         self.paused = False
+        self._stopped = False
+        self._display: DisplayStatus | None = None
+        self._display_seen: DisplayStatus | None = None
+        self._display_paused = False
         self.fullscreen = not config.layout
         self.shown_ms = 0
+        """Wall-clock ms when the picture on screen was first shown."""
+        self._on_screen: Any = None
         self.netstatus: dict[str, Any] = {}
         self._recent: deque[str] = deque(maxlen=5)
-        self._overlay_key: tuple = ()
+        self._screen: ScreenState | None = None
+        self._reported_state = ""
         events.subscribe(self._on_event)
 
     # -- thread-safe entry points
@@ -85,6 +105,7 @@ class Player:
     def submit(self, cmd: dict[str, Any], reply: Callable[[dict], None] | None = None) -> None:
         """Queue a command `{"id", "verb", "args"}`; `reply` gets the response dict."""
         self._commands.put((cmd, reply or self._write_response))
+        self._wake.set()
 
     def request(self, verb: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
         """Run a command from another thread and wait for its response."""
@@ -92,43 +113,55 @@ class Player:
         self.submit({"id": verb, "verb": verb, "args": args}, done.put)
         return done.get(timeout=timeout)
 
+    def display_changed(self, status: DisplayStatus) -> None:
+        """The display was plugged/unplugged or turned on/off (DisplayWatcher callback)."""
+        self._display = status
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     # -- the render loop
 
     def run(self, duration: float | None = None) -> None:
         deadline = None if duration is None else time.monotonic() + duration
-        next_stat = time.monotonic() + NETSTATUS_INTERVAL
+        next_report = time.monotonic()
         last_loop = time.monotonic()
         if self.config.autoplay and self.config.src:
             self._play()
         try:
             while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                self._wake.clear()
                 self._run_commands()
+                self._follow_display()
                 changed = False
-                for playback in (self.main, self.pip):
-                    if playback is not None:
-                        changed |= playback.step()
-                overlay = self._overlay_state()
-                if changed or overlay != self._overlay_key:
-                    self._overlay_key = overlay
+                for playback in self._playbacks():
+                    changed |= playback.step()
+                self._follow_backup()
+                state = self._screen_state()
+                if changed or state != self._screen:
+                    self._screen = state
                     self._present()
                 now = time.monotonic()
                 if now - last_loop > PLAY_STALL_LAG:
                     self.events.emit(Code.PLAY_WARNING_VIDEO_PLAY_LAG, "render loop stalled",
                                      lag_ms=round((now - last_loop) * 1000))
                 last_loop = now
-                if now >= next_stat:
-                    next_stat = now + NETSTATUS_INTERVAL
+                if now >= next_report:
+                    next_report = now + REPORT_INTERVAL
                     self._report_netstatus()
+                    self._report_state(heartbeat=True)
+                else:
+                    self._report_state(heartbeat=False)
                 if not self.sink.pump():
                     break
-                waits = [p.next_due_in() for p in (self.main, self.pip) if p is not None]
-                self._stop.wait(min([MAX_SLEEP, *waits]) if waits else MAX_SLEEP)
+                waits = [p.next_due_in() for p in self._playbacks()]
+                self._wake.wait(max(0.0, min([MAX_WAIT, next_report - now, *waits])))
         finally:
             self._stop_feeds()
             self._run_commands()
+            self._report_state(heartbeat=False)
 
     def close(self) -> None:
         self._stop_feeds()
@@ -137,17 +170,24 @@ class Player:
             close()
         self.sink.close()
 
+    def _playbacks(self) -> list[Playback]:
+        return [p for p in (self.main, self.pip, self.backup) if p is not None]
+
     # -- playing
 
     def _playback(self, url: str, role: str, audio: AudioOut | None) -> Playback:
         r = self.config.reconnect
         policy = ReconnectPolicy(r.attempts, r.first_delay, r.max_delay, r.give_up)
-        feed = Feed(url, self.events, policy, role=role)
-        targets = targets_for(self.config.mode, self.config.min_cache, self.config.max_cache)
-        playback = Playback(feed, self.events, targets, prefer_hardware=self._prefer_hardware,
+        feed = Feed(url, self.events, policy, role=role, on_arrival=self._wake.set)
+        prefer = (self.config.decoder != "software" if self._prefer_hardware is None
+                  else self._prefer_hardware)
+        playback = Playback(feed, self.events, self._targets(), prefer_hardware=prefer,
                             audio=audio)
         feed.start()
         return playback
+
+    def _targets(self) -> Any:
+        return targets_for(self.config.mode, self.config.min_cache, self.config.max_cache)
 
     def _play(self) -> None:
         self._stop_feeds()
@@ -157,17 +197,76 @@ class Player:
             except RuntimeError as exc:
                 self._make_speaker = None
                 self.events.emit(Code.AUDIO_DEVICE_FAIL, f"no sound: {exc}")
-        if self._speaker is not None and hasattr(self._speaker, "muted"):
-            self._speaker.muted = self.config.muted  # type: ignore[union-attr]
-        self.paused = False
+        self._apply_mute()
+        self.paused = self._stopped = False
         self.main = self._playback(self.config.src, "main", self._speaker)
         if self.config.picture_in_picture_mode != "off" and self.config.pip_src:
             self.pip = self._playback(self.config.pip_src, "pip", None)
+        if self._display_paused:
+            self._set_paused(True)
 
     def _stop_feeds(self) -> None:
-        for playback in (self.main, self.pip):
-            if playback is not None:
-                playback.feed.stop()
+        for playback in self._playbacks():
+            playback.feed.stop()
+        self.pip = self.backup = None
+
+    def _set_paused(self, paused: bool) -> None:
+        for playback in self._playbacks():
+            if paused:
+                playback.pause()
+            else:
+                playback.resume()
+
+    def _follow_backup(self) -> None:
+        """Show backup-src while src is unreachable (its fast reconnects failed); go back
+        to src once it shows a picture again."""
+        main, backup = self.main, self.backup
+        if main is None or not self.config.backup_src:
+            return
+        if backup is None and main.feed.state == "disconnected":
+            self.backup = self._playback(self.config.backup_src, "backup", self._speaker)
+            self.events.emit(Code.PLAY_BACKUP_ON, "src unreachable: playing backup-src")
+            if self.paused:
+                self.backup.pause()
+        elif backup is not None and main.active and main.picture is not None:
+            backup.feed.stop()
+            self.backup = None
+            self.events.emit(Code.PLAY_BACKUP_OFF, "src is back")
+
+    def _shown(self) -> Playback | None:
+        """The playback on the main screen area: src, or backup-src while src is away."""
+        if self.backup is not None and self.backup.picture is not None:
+            return self.backup
+        return self.main
+
+    # -- display presence (auto-pause-if-navigate / -open-native, background-mute)
+
+    def _follow_display(self) -> None:
+        status = self._display
+        if status is None or status == self._display_seen:
+            return
+        was = self._display_seen
+        self._display_seen = status
+        if was is not None and (was.plugged and was.on) != (status.plugged and status.on):
+            code = Code.DISPLAY_ON if status.plugged and status.on else Code.DISPLAY_OFF
+            self.events.emit(code, "display " + ("on" if code == Code.DISPLAY_ON else
+                                                 "unplugged" if not status.plugged else "off"))
+        pause = ((not status.plugged and self.config.auto_pause_if_navigate)
+                 or (status.plugged and not status.on and self.config.auto_pause_if_open_native))
+        if pause != self._display_paused:
+            self._display_paused = pause
+            if not self.paused:  # a user's pause stays until the user resumes
+                self._set_paused(pause)
+        self._apply_mute()
+
+    def _audible(self) -> bool:
+        status = self._display
+        dark = status is not None and not (status.plugged and status.on)
+        return not (self.config.muted or (self.config.background_mute and dark))
+
+    def _apply_mute(self) -> None:
+        if self._speaker is not None:
+            self._speaker.muted = not self._audible()
 
     # -- commands
 
@@ -193,100 +292,102 @@ class Player:
         if verb not in VERBS:
             raise CommandError(Code.COMMAND_REJECTED, f"unknown verb {verb!r}")
         if verb == "play":
-            if args.get("src"):
-                self.config = self.config.model_copy(update={"src": str(args["src"])})
-            if not self.config.src:
+            src = str(args.get("src") or self.config.src)
+            if not src:
                 raise CommandError(Code.COMMAND_REJECTED, "no src to play")
-            self._play()
+            if src != self.config.src or self.main is None:
+                self.config = self.config.model_copy(update={"src": src})
+                self._play()
+            elif self.paused:
+                self._user_pause(False)
         elif verb == "stop":
             self._stop_feeds()
-            self.main = self.pip = None
+            self.main = None
+            self.paused, self._stopped = False, True
             self.events.emit(Code.PLAY_STOPPED, "stopped")
-        elif verb == "pause":
-            self._stop_feeds()  # the last picture stays on screen
-            self.paused = True
-        elif verb == "resume":
-            if self.paused and self.main is not None:
-                self._play()
+        elif verb in ("pause", "resume"):
+            self._user_pause(verb == "pause")
         elif verb == "mute":
-            muted = bool(args.get("muted", True))
-            self.config = self.config.model_copy(update={"muted": muted})
-            if self._speaker is not None and hasattr(self._speaker, "muted"):
-                self._speaker.muted = muted  # type: ignore[union-attr]
+            self.config = self.config.model_copy(update={"muted": bool(args.get("muted", True))})
+            self._apply_mute()
         elif verb in ("requestFullScreen", "exitFullScreen"):
             self.fullscreen = verb == "requestFullScreen"
-            self._present()
         elif verb == "snapshot":
             return self._snapshot()
         return self.state()
 
+    def _user_pause(self, paused: bool) -> None:
+        if self.main is None or paused == self.paused:
+            return
+        self.paused = paused
+        if not self._display_paused:
+            self._set_paused(paused)
+
     def apply_config(self, section: dict[str, Any]) -> None:
-        """A live config change: restart the streams only when what they play changed."""
+        """A live config change: streams restart only when what they play changed."""
         merged = {**self.config.model_dump(by_alias=True), **section}
         new = PlayerConfig.model_validate(merged)
-        restart_keys = ("src", "pip_src", "picture_in_picture_mode", "mode", "min_cache",
-                        "max_cache", "reconnect")
-        restart = any(getattr(new, k) != getattr(self.config, k) for k in restart_keys)
-        self.config = new
-        self.fullscreen = not new.layout
+        restart = any(getattr(new, k) != getattr(self.config, k) for k in STREAM_KEYS)
+        old, self.config = self.config, new
+        if new.layout != old.layout:
+            self.fullscreen = not new.layout
         running = self.main is not None
-        if new.src and ((restart and running) or (new.autoplay and not running)):
+        if new.src and ((restart and running) or (new.autoplay and not running
+                                                   and not self._stopped)):
             self._play()
+        elif running:
+            for playback in self._playbacks():
+                playback.set_targets(self._targets())
+        self._display_seen = None  # re-apply auto-pause and background-mute
+        self._apply_mute()
 
     def _snapshot(self) -> dict[str, Any]:
-        picture = self.main.picture if self.main is not None else None
+        shown = self._shown()
+        picture = shown.picture if shown is not None else None
         if picture is None:
             raise CommandError(Code.COMMAND_REJECTED, "nothing shown yet")
         jpeg = encode_jpeg(picture)
         self.events.emit(Code.SNAPSHOT_TAKEN, "snapshot", bytes=len(jpeg))
-        return {"jpeg": base64.b64encode(jpeg).decode(), "shown_ms": self.shown_ms,
+        return {"jpeg": base64.b64encode(jpeg).decode(), "ts": self.shown_ms,
                 "width": picture.width, "height": picture.height}
+
+    def play_state(self) -> str:
+        """idle | connecting | playing | paused | reconnecting | stopped"""
+        if self.main is None:
+            return "stopped" if self._stopped else "idle"
+        if self.paused or self._display_paused:
+            return "paused"
+        if self.backup is not None and self.backup.picture is not None:
+            return "playing"
+        return _FEED_TO_STATE.get(self.main.feed.state, "connecting")
 
     def state(self) -> dict[str, Any]:
         main = self.main
-        return {"playing": main is not None and not self.paused, "paused": self.paused,
-                "muted": self.config.muted, "fullscreen": self.fullscreen,
-                "src": self.config.src, "mode": self.config.mode,
-                "feed": main.feed.state if main else "idle"}
+        return {"state": self.play_state(), "playing": main is not None and not self.paused,
+                "paused": self.paused, "muted": self.config.muted,
+                "fullscreen": self.fullscreen, "src": self.config.src, "mode": self.config.mode,
+                "feed": main.feed.state if main else "idle", "backup": self.backup is not None,
+                "audible": self._speaker is not None and self._audible()}
 
     # -- screen
 
-    def _overlay_state(self) -> tuple:
-        main = self.main
-        feed_state = main.feed.state if main is not None else "idle"
-        ended = main is not None and main.picture is None and feed_state == "ended"
-        debug = self.netstatus.get("ts") if self.config.debug else None
-        return (feed_state, ended, self.fullscreen, debug)
+    def _screen_state(self) -> ScreenState:
+        shown = self._shown()
+        feed_state = shown.feed.state if shown is not None else "idle"
+        has_picture = shown is not None and shown.picture is not None
+        return screen_state(self.config, feed_state, has_picture, self.fullscreen,
+                            self.paused or self._display_paused, self.netstatus)
 
     def _present(self) -> None:
-        screen = self.sink.size
-        box = main_box(screen, self.config.layout, self.fullscreen)
-        layers: list[Layer] = []
-        main = self.main
-        state = main.feed.state if main is not None else "idle"
-        if main is not None and main.picture is not None and state != "disconnected":
-            layers.append(picture_layer("main", main.picture, box, self.config.object_fit,
-                                        self.config.orientation))
-            if state == "reconnecting":
-                layers.append(text_layer("status", ["RECONNECTING..."], box, "center", 3))
-        elif main is not None:
-            message = {"disconnected": "STREAM UNAVAILABLE - RETRYING",
-                       "ended": "STREAM ENDED"}.get(state, "CONNECTING...")
-            layers.extend(slate_layer("slate", box, message))
-        if self.pip is not None and self.pip.picture is not None:
-            layers.append(picture_layer("pip", self.pip.picture,
-                                        pip_box(screen, self.config.picture_in_picture_mode),
-                                        "contain", self.config.orientation))
-        if self.config.debug:
-            layers.append(text_layer("debug", self._debug_lines(), box))
-        self.shown_ms = self.sink.present(layers)
-
-    def _debug_lines(self) -> list[str]:
-        n = self.netstatus
-        return [f"{n.get('videoWidth', 0)}x{n.get('videoHeight', 0)} "
-                f"{n.get('videoFPS', 0)}FPS {n.get('videoBitrate', 0)}KBPS",
-                f"CACHE {n.get('cache', 0)}S JITTER {n.get('netJitter', 0)}MS "
-                f"DROP {n.get('droppedFrames', 0)}", *self._recent]
+        assert self._screen is not None
+        shown = self._shown()
+        pip = self.pip.picture if self.pip is not None else None
+        picture = shown.picture if shown is not None else None
+        lines = debug_lines(self.netstatus, list(self._recent)) if self.config.debug else []
+        layers = compose(self.config, self.sink.size, self._screen, picture, pip, lines)
+        flipped = self.sink.present(layers)
+        if picture is not self._on_screen:
+            self._on_screen, self.shown_ms = picture, flipped
 
     # -- reporting
 
@@ -299,15 +400,25 @@ class Player:
         if self._out is not None:
             self._out.write("response", response)
 
+    def _report_state(self, heartbeat: bool) -> None:
+        state = self.play_state()
+        if state == self._reported_state and not heartbeat:
+            return
+        self._reported_state = state
+        if self._out is not None:
+            self._out.write("state", {"src": "player", "state": state, "ts": now_ms(),
+                                      "backup": self.backup is not None})
+
     def _report_netstatus(self) -> None:
-        main = self.main
-        if main is None:
-            self.netstatus = {"src": "player", "ts": now_ms(), "state": "idle"}
-        else:
-            self.netstatus = {"src": "player", "ts": now_ms(), **main.stats.snapshot(1.0),
-                              **main.snapshot_state()}
-            if self.pip is not None:
-                self.netstatus["pip"] = {**self.pip.stats.snapshot(1.0),
-                                         **self.pip.snapshot_state()}
+        shown = self._shown()
+        self.netstatus = {"src": "player", "ts": now_ms(), "state": self.play_state()}
+        if shown is not None:
+            self.netstatus.update({**shown.stats.snapshot(1.0), **shown.snapshot_state(),
+                                   "state": self.play_state()})
+            if shown is self.backup:
+                self.netstatus["backup"] = True
+        if self.pip is not None:
+            self.netstatus["pip"] = {**self.pip.stats.snapshot(1.0),
+                                     **self.pip.snapshot_state()}
         if self._out is not None:
             self._out.write("netstatus", self.netstatus)
