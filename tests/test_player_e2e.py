@@ -52,7 +52,7 @@ def ffmpeg_http_flv(port: int, seconds: float = 60) -> subprocess.Popen[bytes]:
     return proc
 
 
-def wait_listening(port: int, timeout: float = 5.0) -> None:
+def wait_listening(port: int, timeout: float = 15.0) -> None:
     """Wait for a listening socket without connecting (the server takes one client only)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

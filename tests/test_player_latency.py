@@ -6,41 +6,15 @@ import threading
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from edgelive.codes import Code
 from edgelive.hw.speaker import Speaker
 from edgelive.media import stamp
+from edgelive.player.bench import stamped_publisher
 from tests.servers import NginxRtmp
 from tests.test_player_e2e import PlayerThread, ffmpeg_push, play, players  # noqa: F401
-
-
-def stamped_publisher(url: str, stop: threading.Event, fps: int = 25) -> threading.Thread:
-    """PyAV publisher drawing the wall-clock stamp into each frame as it is made."""
-
-    def run() -> None:
-        out = av.open(url, "w", format="flv")
-        video = out.add_stream("libx264", rate=fps, options={
-            "preset": "ultrafast", "tune": "zerolatency", "g": str(fps), "bf": "0"})
-        video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
-        yuv = np.full((270, 320), 128, dtype=np.uint8)
-        start, n = time.monotonic(), 0
-        while not stop.is_set():
-            time.sleep(max(0.0, start + n / fps - time.monotonic()))
-            yuv[:180] = 90
-            stamp.draw(yuv[:180], time.time_ns() // 1_000_000)
-            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-            frame.pts = n
-            for packet in video.encode(frame):
-                out.mux(packet)
-            n += 1
-        out.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.mark.slow
