@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 import uuid
@@ -24,34 +21,19 @@ from edgelive.config.schema import MqttConfig
 from edgelive.fleet.operator import FleetOperator
 from edgelive.fleet.session import SessionSettings
 from edgelive.fleet.simulated import running, simulated_box
+from edgelive.testbed import Mosquitto
 
 GROUP = "bench"
 
 
 @contextlib.contextmanager
 def _private_broker(workdir: Path) -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "set_tcp_nodelay true\nmax_queued_messages 10000\n")
-    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
-                             str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = Mosquitto(workdir)
+    broker.start()
     try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        yield port
+        yield broker.port
     finally:
-        proc.terminate()
-        proc.wait(10)
+        broker.stop()
 
 
 def _percentile(values: list[float], q: float) -> float:
