@@ -1,4 +1,4 @@
-"""`edgelive bench push`: measure the pusher against the ffmpeg CLI and its latency."""
+"""`edgelive bench …`: each benchmark prints its numbers next to a reference run."""
 
 from __future__ import annotations
 
@@ -6,16 +6,56 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks")
+    parser = subparsers.add_parser("bench", help="benchmarks next to a reference run")
     sub = parser.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+
     push = sub.add_parser("push", help="CPU vs ffmpeg at 720p30, and glass-to-glass latency")
     push.add_argument("--seconds", type=float, default=20.0, help="stream seconds per CPU run")
     push.add_argument("--latency-seconds", type=float, default=10.0)
     push.set_defaults(func=_push)
+
+    play = sub.add_parser("play", help="decode+render CPU vs ffmpeg, and render latency")
+    play.add_argument("url", help="stream to play (with --stamped: an RTMP URL to publish to)")
+    play.add_argument("--seconds", type=float, default=20.0)
+    play.add_argument("--stamped", action="store_true", help="publish a stamped stream and "
+                      "measure render latency too")
+    play.set_defaults(func=_play)
+
+    fleet = sub.add_parser("fleet", help="config round trip and a group command to many boxes")
+    fleet.add_argument("--host", help="broker (default: a private mosquitto)")
+    fleet.add_argument("--port", type=int, default=1883)
+    fleet.add_argument("--boxes", type=int, default=500)
+    fleet.add_argument("--rounds", type=int, default=200)
+    fleet.set_defaults(func=_fleet)
+
+    supervisor = sub.add_parser("supervisor", help="memory of the running appliance")
+    supervisor.add_argument("--seconds", type=float, default=20.0)
+    supervisor.set_defaults(func=_supervisor)
 
 
 def _push(args: argparse.Namespace) -> int:
     from edgelive.bench.push import run
 
     print(run(args.seconds, args.latency_seconds))
+    return 0
+
+
+def _play(args: argparse.Namespace) -> int:
+    from edgelive.player.bench import format_report, run_play_bench
+
+    print(format_report(run_play_bench(args.url, args.seconds, stamped=args.stamped)))
+    return 0
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from edgelive.bench.fleet import print_fleet_bench, run_fleet_bench
+
+    print_fleet_bench(run_fleet_bench(args.host, args.port, args.boxes, args.rounds))
+    return 0
+
+
+def _supervisor(args: argparse.Namespace) -> int:
+    from edgelive.bench.supervisor import report, run
+
+    print(report(run(args.seconds)))
     return 0
