@@ -84,7 +84,7 @@ class PusherConfig(Section):
     debug: bool = Field(False, description="Burn a small stats overlay into the video.")
     # -- box-specific keys
     source: str = Field("auto", description="Camera: auto | picamera2 | testsrc | a V4L2 "
-                        "device such as /dev/video0 | an image file.")
+                        "device such as /dev/video0 | an image file | a video file (looped).")
     back_source: str = Field("", description="Second camera used when device-position = "
                              "back (same forms as `source`).")
     encoder: Literal["auto", "hardware", "software"] = Field(

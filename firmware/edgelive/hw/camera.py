@@ -1,4 +1,5 @@
-"""Frame sources for the pusher: testsrc, a still image, a V4L2 device, the Pi camera.
+"""Frame sources for the pusher: testsrc, a still image, a video file, a V4L2 device, the
+Pi camera.
 
 Every source hands out yuv420p `av.VideoFrame`s of exactly the size asked for in `open()`,
 with the wall-clock time the picture was taken. Geometry and image controls (rotation,
@@ -37,6 +38,7 @@ from edgelive.media.picture import (
 MAX_SIDE = 4096
 MIN_SIDE = 32
 V4L2_TIMEOUT_S = 5.0
+VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".mov", ".avi", ".ts", ".flv", ".webm")
 
 
 @dataclass
@@ -324,6 +326,10 @@ def make_source(spec: str) -> FrameSource:
         return V4l2Source(spec.removeprefix("v4l2:"))
     if spec.startswith("/dev/"):
         return V4l2Source(spec)
+    if spec.lower().endswith(VIDEO_SUFFIXES):
+        from edgelive.hw.video_file import VideoFileSource  # subclasses BaseSource from here
+
+        return VideoFileSource(spec)
     return ImageSource(spec)
 
 
