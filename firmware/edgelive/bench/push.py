@@ -1,111 +1,87 @@
 """`edgelive bench push`: the pusher's CPU cost against the ffmpeg CLI, and its latency.
 
-(a) CPU seconds per stream second, 720p30 libx264 ultrafast/zerolatency 1 Mbit/s, from the
-same raw YUV file to the same nginx-rtmp: the pusher's pipeline (reused frame, planes read
-straight from the file, encoder, sender thread) against `ffmpeg` doing the same encode.
+(a) CPU seconds per stream second at 720p30 (RTC: libx264 ultrafast/zerolatency, 1 Mbit/s,
+1 s GOP, silent 16 kHz AAC): the real `edgelive push` process reading a raw .y4m file as its
+camera, against the `ffmpeg` CLI pushing the same file with the same settings to the same
+nginx-rtmp. Both are measured in steady state (CPU time between two samples taken after a
+warm-up), so start-up (Python imports, ffmpeg's init) is left out of both.
 (b) Glass-to-glass latency: testsrc's wall-clock stamp → pusher → nginx-rtmp → a low-delay
 PyAV reader that decodes the stamp from each picture.
 """
 
 from __future__ import annotations
 
-import resource
+import os
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import av
 import numpy as np
+import psutil
 
-from edgelive.config.presets import VideoPlan
 from edgelive.media import stamp
-from edgelive.media.encode import PyAvVideoEncoder
-from edgelive.media.rtmp_out import PacketSender, RtmpOutput
 from edgelive.testbed import NginxRtmp
 
 WIDTH, HEIGHT, FPS, KBPS = 1280, 720, 30, 1000
-PLAN = VideoPlan(WIDTH, HEIGHT, FPS, FPS, KBPS, KBPS, True)
+WARMUP_S = 4.0
 READER_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768",
                   "analyzeduration": "0", "rtmp_live": "live"}
 
 
-def make_raw_file(path: Path, frames: int) -> None:
+def make_input(path: Path, frames: int) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
                     f"testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS}", "-frames:v", str(frames),
-                    "-pix_fmt", "yuv420p", "-f", "rawvideo", str(path)], check=True)
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
 
 
-def ffmpeg_cpu(raw: Path, url: str, seconds: float) -> float:
-    """CPU seconds the ffmpeg CLI spends pushing `seconds` of the looped raw file."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-f", "rawvideo",
-                    "-pix_fmt", "yuv420p", "-s", f"{WIDTH}x{HEIGHT}", "-r", str(FPS),
-                    "-i", str(raw), "-t", str(seconds), "-c:v", "libx264",
-                    "-preset", "ultrafast", "-tune", "zerolatency", "-b:v", f"{KBPS}k",
-                    "-maxrate", f"{KBPS}k", "-bufsize", f"{KBPS}k", "-g", str(FPS),
-                    "-keyint_min", str(FPS), "-sc_threshold", "0", "-bf", "0", "-an",
-                    "-f", "flv", url], check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+def ffmpeg_argv(source: Path, url: str) -> list[str]:
+    """The ffmpeg CLI doing what the pusher does in RTC mode with this input."""
+    return ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(source),
+            "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+            "-b:v", f"{KBPS}k", "-maxrate", f"{KBPS}k", "-bufsize", f"{KBPS}k",
+            "-g", str(FPS), "-keyint_min", str(FPS), "-sc_threshold", "0", "-bf", "0",
+            "-c:a", "aac", "-b:a", "32k", "-f", "flv", url]
 
 
-def pusher_cpu(raw: Path, url: str, seconds: float) -> float:
-    """CPU seconds of this process pushing the same input the pusher's way: one frame
-    reused, each plane read from the file straight into its buffer (no numpy, no copy)."""
-    encoder = PyAvVideoEncoder(PLAN)
-    output = RtmpOutput(encoder.params, None)
-    output.open(url)
-    sender = PacketSender(output, on_error=lambda e: None, on_first_packet=lambda: None)
-    sender.start()
-    frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
-    planes = [memoryview(p).cast("B") for p in frame.planes]
-    rows = [(p.line_size, p.width, p.height) for p in frame.planes]
-    tight = all(line == width for line, width, _ in rows)
-    count, total = 0, int(seconds * FPS)
-    start_cpu, start = time.process_time(), time.monotonic()
-    with raw.open("rb", buffering=0) as f:
-        while count < total:
-            for view, (line, width, height) in zip(planes, rows, strict=True):
-                if tight:
-                    if f.readinto(view) < len(view):
-                        f.seek(0)
-                        f.readinto(view)
-                else:  # padded rows: read each row into place
-                    for y in range(height):
-                        f.readinto(view[y * line:y * line + width])
-            for packet in encoder.encode(frame, count * 1000 // FPS):
-                sender.put(packet, True, count * 1000 // FPS)
-            count += 1
-            delay = start + count / FPS - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    used = time.process_time() - start_cpu
-    sender.stop()
-    encoder.close()
-    return used
+def pusher_argv(source: Path, url: str) -> list[str]:
+    return [sys.executable, "-m", "edgelive", "push", url, "--source", str(source),
+            "--mode", "RTC", "--resolution", f"{WIDTH}x{HEIGHT}", "--fps", str(FPS),
+            "--audio-device", "none", "--audio-quality", "low"]
+
+
+def steady_cpu(argv: list[str], seconds: float) -> float:
+    """CPU seconds `argv` spends in `seconds` of steady state (after WARMUP_S)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"})
+    try:
+        watched = psutil.Process(proc.pid)
+        time.sleep(WARMUP_S)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{argv[0]} exited early with {proc.returncode}")
+        before = watched.cpu_times()
+        time.sleep(seconds)
+        after = watched.cpu_times()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return (after.user + after.system) - (before.user + before.system)
 
 
 def latency(url: str, seconds: float) -> list[int]:
-    """Stamp ages (ms) of the pictures a low-delay reader decodes while the pusher runs."""
-    from edgelive.codes import Code, Source
-    from edgelive.config.schema import PusherConfig
-    from edgelive.events import EventLog
-    from edgelive.pusher import Pusher
-
-    events = EventLog(Source.PUSHER)
-    began = threading.Event()
-    events.subscribe(lambda e: e.code == Code.PUSH_EVT_PUSH_BEGIN and began.set())
-    config = PusherConfig(url=url, mode="RTC", source="testsrc", resolution=f"{WIDTH}x{HEIGHT}",
-                          fps=FPS, audio_device="none", max_bitrate=KBPS)
-    pusher = Pusher(config, events, lambda status: None)
-    pusher.start()
+    """Stamp ages (ms) of the pictures a low-delay reader decodes while `edgelive push`
+    (its own process, as on a box) pushes testsrc in RTC mode."""
+    argv = [sys.executable, "-m", "edgelive", "push", url, "--source", "testsrc",
+            "--mode", "RTC", "--resolution", f"{WIDTH}x{HEIGHT}", "--fps", str(FPS),
+            "--audio-device", "none"]
+    pusher = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ages: list[int] = []
     try:
-        if not began.wait(10):
-            raise RuntimeError("the pusher did not start")
-        with av.open(url, options=READER_OPTIONS) as reader:
+        reader = _open_when_published(url, timeout=15.0)
+        with reader:
             deadline = time.monotonic() + seconds
             for picture in reader.decode(video=0):
                 now = time.time_ns() // 1_000_000
@@ -115,20 +91,32 @@ def latency(url: str, seconds: float) -> list[int]:
                 if time.monotonic() > deadline:
                     break
     finally:
-        pusher.stop()
+        pusher.terminate()
+        pusher.wait(10)
     return ages[FPS:]  # the first second includes start-up
+
+
+def _open_when_published(url: str, timeout: float) -> av.container.InputContainer:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return av.open(url, options=READER_OPTIONS, timeout=5.0)
+        except (av.FFmpegError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def run(seconds: float = 20.0, latency_seconds: float = 10.0) -> str:
     with tempfile.TemporaryDirectory(prefix="edgelive-bench-") as tmp:
         work = Path(tmp)
-        raw = work / "input.yuv"
-        make_raw_file(raw, FPS * 2)
+        source = work / "input.y4m"
+        make_input(source, FPS * 2)
         nginx = NginxRtmp(work / "nginx")
         nginx.start()
         try:
-            ff = ffmpeg_cpu(raw, nginx.url("ffmpeg"), seconds)
-            ours = pusher_cpu(raw, nginx.url("pusher"), seconds)
+            ff = steady_cpu(ffmpeg_argv(source, nginx.url("ffmpeg")), seconds)
+            ours = steady_cpu(pusher_argv(source, nginx.url("pusher")), seconds)
             ages = latency(nginx.url("latency"), latency_seconds)
         finally:
             nginx.stop()
