@@ -1,7 +1,13 @@
-"""`edgelive push`: run the pusher alone (also the supervisor's pusher worker, `--worker`).
+"""`edgelive push URL`: the pusher alone, started at once.
 
-stdout carries the JSON-lines protocol (events, netstatus, responses); stdin takes command
-lines; stderr shows a one-line status refreshed each second for a person at a terminal.
+`edgelive push --worker` is the same pusher run by the supervisor: no URL; the first stdin
+line is its config section (`{"type": "config", "config": {...}}`), later config lines are
+applied live and command lines are answered (edgelive/ipc.py). A worker only pushes after a
+`start` command (the supervisor sends it for autopush), writes a state line on every change
+and once a second, and exits when stdin closes or on SIGTERM.
+
+stdout carries the JSON-lines protocol (events, netstatus, state, responses); stderr shows
+a one-line status refreshed each second for a person at a terminal.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ import base64
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 OVERRIDES = ("url", "source", "mode", "resolution", "fps", "encoder", "audio_device",
              "audio_quality", "gop")
@@ -33,8 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--muted", action="store_true", default=None)
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--worker", action="store_true",
-                        help="run under the supervisor: no status line, wait for commands")
+                        help="run under the supervisor: config and commands on stdin")
     parser.set_defaults(func=_run)
+
+
+def _problems(exc: Any) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'pusher'}: {e['msg']}"
+                     for e in exc.errors())
 
 
 def _load_config(args: argparse.Namespace) -> Any:
@@ -50,9 +62,22 @@ def _load_config(args: argparse.Namespace) -> Any:
     try:
         return PusherConfig.model_validate({**base.model_dump(), **overrides})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'pusher'}: {e['msg']}"
-                             for e in exc.errors())
-        raise store.ConfigError([{"loc": "pusher", "msg": problems}]) from None
+        raise store.ConfigError([{"loc": "pusher", "msg": _problems(exc)}]) from None
+
+
+def _section(message: dict[str, Any]) -> Any:
+    """The PusherConfig of a config line; raises ValueError saying what is wrong."""
+    from pydantic import ValidationError
+
+    from edgelive.config.schema import PusherConfig
+
+    section = message.get("config")
+    if not isinstance(section, dict):
+        raise ValueError("a config line needs a \"config\" object")
+    try:
+        return PusherConfig.model_validate(section)
+    except ValidationError as exc:
+        raise ValueError(f"config rejected: {_problems(exc)}") from None
 
 
 def _hardware_encoder_present() -> bool:
@@ -70,29 +95,60 @@ def _status_line(state: str, status: dict[str, Any]) -> str:
             f"queue {status['queueDepth']} dropped {status['droppedFrames']}")
 
 
-def _serve_commands(pusher: Any, writer: Any, on_eof: Any) -> None:
-    """Answer command lines from stdin until it closes, then call `on_eof`."""
+def _reject(writer: Any, message_id: Any, error: str) -> None:
     from edgelive.codes import Code
-    from edgelive.ipc import parse_line
-    from edgelive.pusher import CommandError
 
-    for line in sys.stdin:
+    writer.write("response", {"id": message_id, "ok": False,
+                              "code": int(Code.COMMAND_REJECTED), "error": error})
+
+
+def _messages(stdin: TextIO, writer: Any) -> Iterator[dict[str, Any]]:
+    """Protocol lines from stdin until it closes; a malformed one is answered and skipped."""
+    from edgelive.ipc import parse_line
+
+    for line in stdin:
         if not line.strip():
             continue
         try:
-            message = parse_line(line)
+            yield parse_line(line)
         except ValueError as exc:
-            writer.write("response", {"id": None, "ok": False,
-                                      "code": int(Code.COMMAND_REJECTED), "error": str(exc)})
+            _reject(writer, None, str(exc))
+
+
+def _first_config(messages: Iterator[dict[str, Any]], writer: Any) -> Any:
+    """The worker's config from its first valid config line; None when stdin closed."""
+    for message in messages:
+        if message["type"] != "config":
+            _reject(writer, message.get("id"), "the first line must be "
+                    "{\"type\": \"config\", \"config\": {…}}")
+            continue
+        try:
+            return _section(message)
+        except ValueError as exc:
+            _reject(writer, None, str(exc))
+    return None
+
+
+def _serve(pusher: Any, messages: Iterator[dict[str, Any]], writer: Any,
+           on_eof: Callable[[], None]) -> None:
+    """Answer command lines and apply config lines until stdin closes, then `on_eof`."""
+    from edgelive.pusher import CommandError
+
+    for message in messages:
+        if message["type"] == "config":
+            try:
+                pusher.configure(_section(message))
+            except ValueError as exc:
+                _reject(writer, None, str(exc))
             continue
         if message["type"] != "cmd":
-            writer.write("response", {"id": message.get("id"), "ok": False,
-                                      "code": int(Code.COMMAND_REJECTED),
-                                      "error": f"{message['type']} lines are not yet supported"})
+            _reject(writer, message.get("id"), f"{message['type']} lines are not taken here")
             continue
         reply: dict[str, Any] = {"id": message.get("id")}
         try:
-            result = pusher.handle_command(str(message.get("verb")), message.get("args") or {})
+            args = message.get("args") or {}
+            result = pusher.handle_command(str(message.get("verb")),
+                                           args if isinstance(args, dict) else {})
             if "jpeg" in result:
                 result["jpeg"] = base64.b64encode(result["jpeg"]).decode()
             reply.update(ok=True, code=0, result=result)
@@ -109,17 +165,23 @@ def _run(args: argparse.Namespace) -> int:
     from edgelive.ipc import LineWriter
     from edgelive.pusher import Pusher
 
-    try:
-        config = _load_config(args)
-    except (ConfigError, OSError) as exc:
-        print(f"edgelive push: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    if not config.url:
-        print("edgelive push: no URL (give one, or set pusher.url in --config)",
-              file=sys.stderr)
-        return 2
-
     writer = LineWriter(sys.stdout)
+    messages = _messages(sys.stdin, writer)
+    if args.worker:
+        config = _first_config(messages, writer)  # SIGTERM here just ends the process
+        if config is None:
+            return 0
+    else:
+        try:
+            config = _load_config(args)
+        except (ConfigError, OSError) as exc:
+            print(f"edgelive push: invalid configuration: {exc}", file=sys.stderr)
+            return 2
+        if not config.url:
+            print("edgelive push: no URL (give one, or set pusher.url in --config)",
+                  file=sys.stderr)
+            return 2
+
     events = EventLog(Source.PUSHER)
     events.subscribe(lambda event: writer.write("event", event.to_dict()))
     latest: dict[str, Any] = {}
@@ -129,20 +191,26 @@ def _run(args: argparse.Namespace) -> int:
         latest.update(status)
         writer.write("netstatus", {"src": Source.PUSHER.value, "ts": now_ms(), **status})
 
-    pusher = Pusher(config, events, on_netstatus,
+    def write_state(state: str) -> None:
+        writer.write("state", {"src": Source.PUSHER.value, "state": state})
+
+    pusher = Pusher(config, events, on_netstatus, on_state=write_state,
                     hardware_available=_hardware_encoder_present())
     quit_event = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: quit_event.set())
     # A worker whose supervisor is gone (stdin closed) has nobody to report to: it quits.
     on_eof = quit_event.set if args.worker else (lambda: None)
-    threading.Thread(target=_serve_commands, args=(pusher, writer, on_eof),
+    threading.Thread(target=_serve, args=(pusher, messages, writer, on_eof),
                      name="commands", daemon=True).start()
 
-    pusher.start()
+    if not args.worker:
+        pusher.start()
+    write_state(pusher.state)
     deadline = None if args.duration is None else now_ms() + int(args.duration * 1000)
     show_status = not args.worker
     while not quit_event.wait(1.0):
+        write_state(pusher.state)  # the heartbeat the supervisor's hang check expects
         if show_status:
             end = "\r" if sys.stderr.isatty() else "\n"
             print("\033[K" * sys.stderr.isatty() + _status_line(pusher.state, latest),
@@ -152,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
         if deadline is not None and now_ms() >= deadline:
             break
     pusher.stop()
+    write_state(pusher.state)
     if show_status and sys.stderr.isatty():
         print(file=sys.stderr)
     return 1 if pusher.state == "failed" else 0

@@ -3,7 +3,9 @@
 `RtmpOutput` is the connection: open, mux, close. `PacketSender` owns one in a thread
 behind a bounded queue so a slow uplink (mux() blocks once the socket is full) never stalls
 capture; it measures what the link really carries (send rate, backlog) for netstatus and
-bitrate adaptation, and on overflow drops non-key video until the next key frame.
+bitrate adaptation, and on overflow drops non-key video until the next key frame. A new
+session starts at a video key frame: what comes before it (audio included) is not sent, so
+a receiver's first picture decodes and audio never leads video.
 
 PyAV holds the GIL while it connects (avio_open and the RTMP handshake), so the host and
 port are checked from Python first: DNS and refused connections fail fast and exactly, and
@@ -71,6 +73,16 @@ def check_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> None:
                        f"cannot connect to {host}:{port}: {reason}")
 
 
+def server_accepts(url: str, timeout: float = 0.5) -> bool:
+    """True when the URL's server takes a TCP connection now: a cheap probe (no RTMP) that
+    lets a reconnect start as soon as a server that was down listens again."""
+    try:
+        check_reachable(url, timeout)
+    except PushNetError:
+        return False
+    return True
+
+
 def classify_open_error(exc: Exception) -> PushNetError:
     text = str(exc)
     reason = _server_reason(text)
@@ -124,8 +136,13 @@ class RtmpOutput:
                 self.audio_stream = self._add_stream(container, audio) if audio else None
                 container.start_encoding()
         except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
-            raise classify_open_error(exc) from None
-        self._container = container
+            error = classify_open_error(exc)
+        else:
+            self._container = container
+            return
+        # Raised outside the except block: FFmpeg's exception (whose traceback holds this
+        # frame) is not chained, so no reference cycle keeps the half-open container alive.
+        raise error
 
     @staticmethod
     def _add_stream(container: av.container.OutputContainer,
@@ -163,14 +180,18 @@ class RtmpOutput:
         try:
             with av.logging.Capture() as logs:
                 self._container.mux(packet)
+                return
         except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
             error = classify_send_error(exc)
-            if logs:
-                error.args = (f"{error.args[0]} ({logs[-1][2].strip()})",)
-            raise error from None
+        if logs:
+            error.args = (f"{error.args[0]} ({logs[-1][2].strip()})",)
+        raise error  # unchained, as in open()
 
     def close(self) -> None:
         container, self._container = self._container, None
+        # The streams hold codec contexts (with encoder threads): let them go now, even if
+        # something (an exception's traceback) still refers to this object.
+        self.video_stream = self.audio_stream = None
         if container is not None:
             with contextlib.suppress(av.FFmpegError, OSError, EOFError, ValueError):
                 container.close()
@@ -202,7 +223,8 @@ class PacketSender:
         self._sent: collections.deque[tuple[float, int]] = collections.deque()
         self._mux_times: collections.deque[float] = collections.deque(maxlen=60)
         self._lock = threading.Lock()
-        self._dropping = False
+        self._dropping = True  # until the session's first key frame
+        self._keyed = False
         self._dropped = 0
         self._newest_ms = 0
         self._oldest_ms = 0
@@ -220,9 +242,12 @@ class PacketSender:
         if is_video:
             if self._dropping and packet.is_keyframe:
                 self._dropping = False
+                self._keyed = True
             if self._dropping:
                 self._count_drop()
                 return
+        elif not self._keyed:
+            return
         try:
             self._queue.put_nowait((packet, is_video, stream_ms))
             self._newest_ms = stream_ms
@@ -249,7 +274,10 @@ class PacketSender:
                 self._output.mux(packet, is_video)
             except PushNetError as exc:
                 self._stopped.set()
-                self._on_error(exc)
+                # Its traceback holds mux()'s frame, which holds the exception: a cycle
+                # that would keep the dead connection (and its codec threads) until the
+                # next full garbage collection.
+                self._on_error(exc.with_traceback(None))
                 break
             done = time.monotonic()
             with self._lock:

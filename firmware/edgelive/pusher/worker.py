@@ -1,14 +1,20 @@
 """The pusher: camera → H.264/AAC → RTMP, reporting the seed's events and netstatus.
 
-Threads, each blocking on its own I/O (no polling loops): capture+encode (paced by the
-camera), audio (paced by the microphone), the link (connects, then hands packets to the
-`PacketSender` thread) and netstatus (once a second). Capture never waits for the network:
-without a link its packets are simply not sent, and a new link starts at a key frame —
-which is what reconnecting and swapping in the waiting image build on.
+A push session runs in threads that each block on their own I/O (no polling loops):
+capture+encode (paced by the camera, or by the waiting image's low rate), audio (paced by
+the microphone), the link (`session.Link`: connect, publish, reconnect) and netstatus (once
+a second). Capture never waits for the network: without a link its packets are dropped,
+and every new link starts at a key frame on the same stream clock, so what a receiver gets
+after a reconnect continues the timestamps it had. Which picture is encoded (camera or
+waiting image) is decided in one place, `scene.Scene`.
+
+The state the supervisor sees (`state`) is idle → connecting → pushing | waiting, with
+reconnecting while the link is down, and stopped / failed at the end.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -20,17 +26,16 @@ from edgelive.codes import Code
 from edgelive.config.presets import AudioPlan, VideoPlan, audio_plan, video_plan
 from edgelive.config.schema import PusherConfig
 from edgelive.events import EventLog, now_ms
-from edgelive.media.encode import (
-    AudioEncoder,
-    EncoderError,
-    VideoEncoder,
-    open_video_encoder,
-)
-from edgelive.media.rtmp_out import PacketSender, PushNetError, RtmpOutput
+from edgelive.hw.camera import CameraError, UnsupportedResolution
+from edgelive.media.encode import AudioEncoder, EncoderError, VideoEncoder, open_video_encoder
+from edgelive.pusher.adapt import Adapter
 from edgelive.pusher.netstatus import CpuMeter, RateMeter, netstatus
+from edgelive.pusher.scene import WAITING_KBPS, CameraOpener, Picture, Scene, Why
+from edgelive.pusher.session import Link, LinkState
 from edgelive.pusher.snapshot import jpeg_of
 
 NetstatusCallback = Callable[[dict[str, Any]], None]
+StateCallback = Callable[[str], None]
 
 
 class CommandError(Exception):
@@ -45,131 +50,208 @@ class Pusher:
     """One push session at a time; `start()` returns at once, progress comes as events."""
 
     def __init__(self, config: PusherConfig, events: EventLog,
-                 on_netstatus: NetstatusCallback, *, hardware_available: bool = False) -> None:
+                 on_netstatus: NetstatusCallback, *, hardware_available: bool = False,
+                 on_state: StateCallback = lambda state: None,
+                 open_camera: CameraOpener | None = None) -> None:
         self.config = config
         self.events = events
         self._on_netstatus = on_netstatus
+        self._on_state = on_state
         self._hardware_available = hardware_available
         self.video: VideoPlan = video_plan(config)
         self.audio: AudioPlan = audio_plan(config)
-        self.state = "idle"
+        self.scene = Scene(config, events, open_camera=open_camera,
+                           on_change=self._state_changed)
+        self._phase = "idle"  # idle | running | stopped | failed
+        self._ending = ""  # why a running session ends: stop | handup | fail | gave_up
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._session: threading.Thread | None = None
+        self._helpers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._encoder: VideoEncoder | None = None
-        self._audio_encoder: AudioEncoder | None = None
-        self._sender: PacketSender | None = None
+        self._adapter: Adapter | None = None
+        self._link: Link | None = None
+        self._camera_kbps: int | None = None  # the bitrate to return to after waiting
+        self._key_wanted = threading.Event()
+        """A new link needs a key frame; only the capture thread touches the encoder, so a
+        request can never be lost in an encode that is running on another thread."""
         self._t0_ms: int | None = None
         self._last_pts = -1
         self._snapshots: list[Future[tuple[bytes, int]]] = []
         self._video_rate = RateMeter()
         self._audio_rate = RateMeter()
+        self._reported_state = ""
+        self._state_lock = threading.Lock()
         self.done = threading.Event()
-        """Set when the session has ended, by stop() or by a fatal error."""
+        """Set when the session has ended, by stop(), waiting-timeout or a fatal error."""
+
+    @property
+    def state(self) -> str:
+        """idle | connecting | pushing | waiting | reconnecting | stopped | failed"""
+        if self._phase != "running":
+            return self._phase
+        if self._ending:  # the session is winding down
+            return "failed" if self._ending in ("fail", "gave_up") else "stopped"
+        link = self._link
+        if link is None or link.state in (LinkState.CONNECTING, LinkState.CLOSED):
+            return "connecting"
+        if link.state is LinkState.RECONNECTING:
+            return "reconnecting"
+        if link.state is LinkState.GAVE_UP:
+            return "failed"
+        return "waiting" if self.scene.waiting else "pushing"
+
+    @property
+    def waiting(self) -> bool:
+        """The waiting image is sent: its low bitrate is not to be adapted."""
+        return self.scene.waiting
 
     # -- control
 
     def start(self) -> None:
         with self._lock:
-            if self.state in ("starting", "pushing"):
+            if self._phase == "running":
                 return
-            self.state = "starting"
+            self._phase, self._ending = "running", ""
+            self.video, self.audio = video_plan(self.config), audio_plan(self.config)
             self._stop.clear()
             self.done.clear()
-            self._sender, self._t0_ms, self._last_pts = None, None, -1
-            self._threads = [threading.Thread(target=self._capture, name="capture",
-                                              daemon=True)]
-        self._threads[0].start()
+            self._t0_ms, self._last_pts, self._camera_kbps = None, -1, None
+            self._session = threading.Thread(target=self._run_session, name="capture",
+                                             daemon=True)
+            self._session.start()
+        self._state_changed()
 
     def stop(self) -> None:
         """End the session and wait for its threads; safe twice."""
-        self._stop.set()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=5)
-        self._close_link()
-        with self._lock:
-            if self.state != "failed":
-                self.state = "stopped"
-        self.done.set()
+        self._end("stop")
+        session = self._session
+        if session is not None and session is not threading.current_thread():
+            session.join(timeout=10)
+
+    def configure(self, config: PusherConfig) -> None:
+        """Apply a config change live: bitrate range, mute, camera, waiting image and its
+        timeout, camera controls, debug. Keys that shape the stream (url, mode, size,
+        source…) take effect at the next start."""
+        self.config = config
+        plan = video_plan(config)
+        self.video = dataclasses.replace(self.video, min_kbps=plan.min_kbps,
+                                         max_kbps=plan.max_kbps)
+        encoder = self._encoder
+        if encoder is not None and not self.scene.waiting:
+            encoder.set_bitrate(min(max(encoder.kbps, plan.min_kbps), plan.max_kbps))
+        self.scene.configure(config)
 
     def snapshot(self, timeout: float = 3.0) -> tuple[bytes, int]:
-        """JPEG of the next captured frame and its capture time (unix ms)."""
-        if self.state not in ("starting", "pushing"):
-            raise CommandError("not pushing: no camera frame to take")
+        """JPEG of the next picture sent (camera or waiting image) and its capture time."""
+        if self._phase != "running":
+            raise CommandError("not pushing: no picture to take")
         future: Future[tuple[bytes, int]] = Future()
         with self._lock:
             self._snapshots.append(future)
         try:
             return future.result(timeout)
         except TimeoutError:
-            raise CommandError("no camera frame within the time limit") from None
+            raise CommandError("no picture within the time limit") from None
 
     def handle_command(self, verb: str, args: dict[str, Any]) -> dict[str, Any]:
         """Carry out one protocol command; returns its result or raises CommandError."""
+        privacy = args.get("reason") == "privacy"
         if verb == "start":
             self.start()
         elif verb == "stop":
             self.stop()
+        elif verb in ("pause", "resume"):
+            self.scene.hold(Why.PRIVACY if privacy else Why.PAUSED, verb == "pause")
+        elif verb == "switchCamera":
+            try:
+                position = self.scene.switch_camera(args.get("position"))
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            except CameraError as exc:
+                raise CommandError(str(exc), Code.PUSH_ERR_OPEN_CAMERA_FAIL) from None
+            self.config = self.config.model_copy(update={"device_position": position})
+            return {"state": self.state, "position": position}
         elif verb == "snapshot":
             jpeg, capture_ms = self.snapshot()
-            return {"jpeg": jpeg, "capture_ms": capture_ms}
-        elif verb in ("pause", "resume", "switchCamera"):
-            raise CommandError(f"{verb} is not yet supported")
+            self.events.emit(Code.SNAPSHOT_TAKEN, "snapshot taken", ts=capture_ms)
+            return {"jpeg": jpeg, "ts": capture_ms}
         else:
             raise CommandError(f"unknown command {verb!r}")
-        return {"state": self.state}
+        return {"state": self.state, "waiting": self.scene.reasons}
 
-    # -- capture and encode
+    # -- the session
+
+    def _end(self, why: str) -> None:
+        """Ask the session to end; the first reason given is the one reported."""
+        with self._lock:
+            if self._phase == "running" and not self._ending:
+                self._ending = why
+        self._stop.set()
+        self.scene.wake()
 
     def _fail(self, code: Code, message: str, **detail: Any) -> None:
         self.events.emit(code, message, **detail)
-        with self._lock:
-            self.state = "failed"
-        self._stop.set()
-        self.done.set()
+        self._end("fail")
+
+    def _run_session(self) -> None:
+        try:
+            self._capture()
+        finally:
+            self._teardown()
 
     def _capture(self) -> None:
-        from edgelive.hw.camera import CameraError, UnsupportedResolution, open_source
-
-        plan, cfg = self.video, self.config
-        spec = cfg.back_source if cfg.device_position == "back" and cfg.back_source \
-            else cfg.source
+        plan = self.video
         try:
-            source = open_source(spec, width=plan.width, height=plan.height, fps=plan.fps,
-                                 beauty=cfg.beauty, whiteness=cfg.whiteness, zoom=cfg.zoom,
-                                 rotation=cfg.rotation, auto_focus=cfg.auto_focus)
+            self.scene.start(plan)
         except UnsupportedResolution as exc:
-            self._fail(Code.PUSH_ERR_UNSUPPORTED_RESOLUTION, str(exc), source=spec,
+            self._fail(Code.PUSH_ERR_UNSUPPORTED_RESOLUTION, str(exc), source=self.config.source,
                        width=plan.width, height=plan.height)
             return
-        except CameraError as exc:
-            self._fail(Code.PUSH_ERR_OPEN_CAMERA_FAIL, str(exc), source=spec)
-            return
         try:
-            self.events.emit(Code.PUSH_EVT_OPEN_CAMERA_SUCC, f"camera {source.name} opened",
-                             source=source.name, width=plan.width, height=plan.height,
-                             fps=plan.fps)
             encoder = self._open_encoder()
             if encoder is None:
                 return
             with encoder:
                 self._encoder = encoder
-                self._audio_encoder = AudioEncoder(self.audio)
-                self._spawn(self._link, "link")
+                self._adapter = Adapter(encoder, self.video, self.events,
+                                        other_kbps=self.audio.kbps)
+                audio_encoder = AudioEncoder(self.audio)
+                self._link = Link(self.config.url, (encoder.params, audio_encoder.params),
+                                  self.events, self.config.reconnect,
+                                  on_connected=self._key_wanted.set,
+                                  on_change=self._link_changed, live_detail=self._live_detail)
+                self._link.start()
                 self._spawn(self._report, "netstatus")
-                self._spawn(self._audio_loop, "audio")
-                self._encode_loop(source, encoder)
-        except CameraError as exc:
-            self._fail(Code.PUSH_ERR_OPEN_CAMERA_FAIL, f"camera failed: {exc}")
+                self._spawn(lambda: self._audio_loop(audio_encoder), "audio")
+                self._encode_loop(encoder, self._link)
         except EncoderError as exc:
             self._fail(exc.code, str(exc))
-        finally:
-            source.close()
+
+    def _teardown(self) -> None:
+        self._end("stop")
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+        for thread in self._helpers:
+            thread.join(timeout=5)
+        self._helpers = []
+        self.scene.close()
+        self._encoder = None
+        with self._lock:
+            ending = self._ending
+            self._phase = "failed" if ending in ("fail", "gave_up") else "stopped"
+            waiting, self._snapshots = self._snapshots, []
+        for future in waiting:
+            future.set_exception(CommandError("the push ended"))
+        if ending == "stop":
+            self.events.emit(Code.PUSH_STOPPED, "push stopped")
+        self.done.set()
+        self._state_changed()
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.append(thread)
+        self._helpers.append(thread)
         thread.start()
 
     def _open_encoder(self) -> VideoEncoder | None:
@@ -185,42 +267,65 @@ class Pusher:
         return encoder
 
     def _stream_ms(self, capture_ms: int) -> int:
-        """Capture time on the stream clock, strictly increasing for the muxer."""
+        """Capture time on the stream clock, strictly increasing for the muxer; one clock
+        for the whole push, so timestamps continue across reconnects."""
         if self._t0_ms is None:
             self._t0_ms = capture_ms
         pts = max(capture_ms - self._t0_ms, self._last_pts + 1)
         self._last_pts = pts
         return pts
 
-    def _encode_loop(self, source: Any, encoder: VideoEncoder) -> None:
+    def _encode_loop(self, encoder: VideoEncoder, link: Link) -> None:
         while not self._stop.is_set():
-            frame = source.read()
-            pts = self._stream_ms(frame.capture_ms)
+            picture = self.scene.next_picture()
+            if picture is None:
+                continue
+            if picture.switched:
+                self._switch_bitrate(encoder, picture.waiting)
+            if picture.waiting and self.scene.waited_s() >= self.config.waiting_timeout:
+                self._hang_up()
+                return
+            if picture.key or self._key_wanted.is_set():
+                self._key_wanted.clear()
+                encoder.force_keyframe()
+            pts = self._stream_ms(picture.capture_ms)
             if self._snapshots:
-                self._answer_snapshots(frame.image, frame.capture_ms)
-            for packet in encoder.encode(frame.image, pts):
+                self._answer_snapshots(picture)
+            for packet in encoder.encode(picture.image, pts):
                 self._video_rate.add(packet.size)
-                sender = self._sender
-                if sender is not None:
-                    sender.put(packet, True, pts)
+                link.send(packet, True, pts)
 
-    def _answer_snapshots(self, image: av.VideoFrame, capture_ms: int) -> None:
+    def _switch_bitrate(self, encoder: VideoEncoder, waiting: bool) -> None:
+        """A still picture needs little: drop to WAITING_KBPS, and back when the camera is."""
+        if waiting:
+            self._camera_kbps = self._camera_kbps or encoder.kbps
+            encoder.set_bitrate(WAITING_KBPS)
+        elif self._camera_kbps is not None:
+            encoder.set_bitrate(self._camera_kbps)
+            self._camera_kbps = None
+
+    def _hang_up(self) -> None:
+        self.events.emit(Code.PUSH_WARNING_HANDUP_STOP,
+                         f"waiting image shown for {self.config.waiting_timeout} s: push "
+                         "stopped", reasons=self.scene.reasons)
+        self._end("handup")
+
+    def _answer_snapshots(self, picture: Picture) -> None:
         with self._lock:
             waiting, self._snapshots = self._snapshots, []
         try:
-            jpeg = jpeg_of(image)
+            jpeg = jpeg_of(picture.image)
         except (av.FFmpegError, ValueError) as exc:
             for future in waiting:
                 future.set_exception(CommandError(f"JPEG encoding failed: {exc}"))
             return
         for future in waiting:
-            future.set_result((jpeg, capture_ms))
+            future.set_result((jpeg, picture.capture_ms))
 
-    def _audio_loop(self) -> None:
+    def _audio_loop(self, encoder: AudioEncoder) -> None:
         from edgelive.hw.audio import MicError, UnsupportedSampleRate, open_audio
 
-        plan, encoder = self.audio, self._audio_encoder
-        assert encoder is not None
+        plan = self.audio
         try:
             mic = open_audio(self.config.audio_device, plan.sample_rate, plan.channels)
         except UnsupportedSampleRate as exc:
@@ -230,16 +335,17 @@ class Pusher:
         except MicError as exc:
             self.events.emit(Code.PUSH_ERR_OPEN_MIC_FAIL, str(exc))
             return
-        mic.mute = self.config.muted
         try:
             while not self._stop.is_set():
+                cfg = self.config
+                mic.mute = cfg.muted or (cfg.background_mute and self.scene.waiting)
                 frame = mic.read()
                 start_ms = now_ms() - (self._t0_ms or now_ms())
                 for packet in encoder.encode(frame, start_ms):
                     self._audio_rate.add(packet.size)
-                    sender = self._sender
-                    if sender is not None:
-                        sender.put(packet, False, start_ms)
+                    link = self._link
+                    if link is not None:
+                        link.send(packet, False, start_ms)
         except MicError as exc:
             self.events.emit(Code.PUSH_ERR_OPEN_MIC_FAIL, f"microphone failed: {exc}")
         except EncoderError as exc:
@@ -248,42 +354,27 @@ class Pusher:
             mic.close()
             encoder.close()
 
-    # -- network
+    # -- link and state
 
-    def _link(self) -> None:
-        """Connect and publish (1001); the sender reports the first packet (1002)."""
-        assert self._encoder is not None and self._audio_encoder is not None
-        output = RtmpOutput(self._encoder.params, self._audio_encoder.params)
-        try:
-            output.open(self.config.url)
-        except PushNetError as exc:
-            self._on_link_error(exc)
-            return
-        if self._stop.is_set():
-            output.close()
-            return
-        self.events.emit(Code.PUSH_EVT_CONNECT_SUCC, "connected to the RTMP server")
-        sender = PacketSender(output, on_error=self._on_link_error,
-                              on_first_packet=self._on_push_begin)
-        sender.start()
-        self._encoder.force_keyframe()
-        self._sender = sender
+    def _live_detail(self) -> dict[str, Any]:
+        return {"width": self.video.width, "height": self.video.height,
+                "encoder": self._encoder_name()}
 
-    def _on_push_begin(self) -> None:
-        with self._lock:
-            self.state = "pushing"
-        self.events.emit(Code.PUSH_EVT_PUSH_BEGIN, "publishing", width=self.video.width,
-                         height=self.video.height, encoder=self._encoder_name())
+    def _link_changed(self) -> None:
+        link = self._link
+        if link is not None and link.state is LinkState.GAVE_UP:
+            self._end("gave_up")
+        elif link is not None and link.state is LinkState.UP:
+            self.scene.reannounce()  # 1002 ends "waiting" for listeners that track it
+        self._state_changed()
 
-    def _on_link_error(self, exc: PushNetError) -> None:
-        """The session is lost. Reconnecting (1102 …) builds on this hook."""
-        self.events.emit(exc.code, str(exc))
-        self._fail(Code.PUSH_STOPPED, "push stopped: the RTMP session failed")
-
-    def _close_link(self) -> None:
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            sender.stop()
+    def _state_changed(self) -> None:
+        with self._state_lock:
+            state = self.state
+            if state == self._reported_state:
+                return
+            self._reported_state = state
+        self._on_state(state)
 
     def _encoder_name(self) -> str:
         return self._encoder.name if self._encoder else ""
@@ -291,9 +382,14 @@ class Pusher:
     def _report(self) -> None:
         cpu = CpuMeter()
         while not self._stop.wait(1.0):
-            sender = self._sender
-            self._on_netstatus(netstatus(
+            link = self._link
+            sender = link.stats() if link else None
+            status = netstatus(
                 video=self._video_rate, audio=self._audio_rate, gop_s=self.video.gop_seconds,
                 width=self.video.width, height=self.video.height,
-                sender=sender.stats() if sender else None, cpu=cpu.percent(),
-                encoder=self._encoder_name()))
+                sender=sender, cpu=cpu.percent(), encoder=self._encoder_name())
+            adapter = self._adapter
+            if adapter is not None:  # bitrate adaptation: target, size in use
+                status.update(adapter.tick(sender, status["videoBitrate"],
+                                           waiting=self.scene.waiting, plan=self.video))
+            self._on_netstatus(status)

@@ -1,0 +1,189 @@
+"""The RTMP link of one push: connect, publish, and reconnect by the policy (SPEC §3).
+
+One thread runs a small state machine:
+
+    connecting ──ok──▶ up ──lost──▶ reconnecting ──ok──▶ up …
+         └──failed──────────────────────┘    └──policy gives up──▶ gave_up
+
+Every failure (the loss itself, then each failed attempt) is reported with its 3001–3005
+code and the server's reason, then handed to `ReconnectPolicy`: the first attempts are
+announced with 1102, the one that spends them with -1307, the backed-off ones after it with
+PUSH_RETRY_SCHEDULED. While the server refuses connections the wait before an attempt ends
+early as soon as its port accepts again, so a returning server is used within a fraction
+of a second whatever the backoff has grown to.
+
+Capture and encoding never wait for the link: `send()` drops packets while it is down, and
+each new session starts at a key frame (`on_connected` asks the encoder for one).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+import av
+
+from edgelive.codes import Code
+from edgelive.config.schema import Reconnect
+from edgelive.events import EventLog, now_ms
+from edgelive.media.encode import StreamParams
+from edgelive.media.rtmp_out import (
+    PacketSender,
+    PushNetError,
+    RtmpOutput,
+    SenderStats,
+    server_accepts,
+)
+from edgelive.policy.reconnect import ReconnectPolicy
+
+PROBE_INTERVAL = 0.25
+"""How often a refused server is probed (one TCP connect) while an attempt is pending."""
+UNREACHABLE = (Code.WARNING_SERVER_CONN_FAIL, Code.PUSH_WARNING_SOCKET_BROKEN)
+"""Failures after which the server's port is probed; a DNS failure or a server that
+answers but rejects the publish (3003/3004) waits out the backoff instead."""
+
+
+class LinkState(StrEnum):
+    CONNECTING = "connecting"  # first connection of the push
+    UP = "up"  # publishing: the first packet went out (1002)
+    RECONNECTING = "reconnecting"
+    GAVE_UP = "gave_up"  # the policy stopped retrying (reconnect.give-up)
+    CLOSED = "closed"
+
+
+class Link:
+    """Publishes to `url` and keeps doing so until `close()` or the policy gives up."""
+
+    def __init__(self, url: str, streams: tuple[StreamParams, StreamParams | None],
+                 events: EventLog, reconnect: Reconnect, *,
+                 on_connected: Callable[[], None], on_change: Callable[[], None],
+                 live_detail: Callable[[], dict[str, Any]] = dict) -> None:
+        self._url = url
+        self._streams = streams
+        self._events = events
+        self._policy = ReconnectPolicy(reconnect.attempts, reconnect.first_delay,
+                                       reconnect.max_delay, reconnect.give_up)
+        self._on_connected = on_connected
+        self._on_change = on_change
+        self._live_detail = live_detail
+        self.state = LinkState.CONNECTING
+        self._sender: PacketSender | None = None
+        self._lost: PushNetError | None = None
+        self._wake = threading.Event()  # the session was lost, or close() was called
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="link", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, packet: av.Packet, is_video: bool, stream_ms: int) -> None:
+        """Hand a packet to the current session; dropped while there is none."""
+        sender = self._sender
+        if sender is not None:
+            sender.put(packet, is_video, stream_ms)
+
+    def stats(self) -> SenderStats | None:
+        sender = self._sender
+        return sender.stats() if sender is not None else None
+
+    def close(self) -> None:
+        """End the session and stop reconnecting; safe twice and from any thread."""
+        self._closing.set()
+        self._wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+        self._end_session()
+        if self.state is not LinkState.GAVE_UP:
+            self._set_state(LinkState.CLOSED)
+
+    # -- the link thread
+
+    def _run(self) -> None:
+        while not self._closing.is_set():
+            try:
+                error = self._publish()
+            except PushNetError as exc:
+                error = exc.with_traceback(None)  # its frames would hold the failed output
+            if error is None or not self._retry_after(error):
+                return
+
+    def _publish(self) -> PushNetError | None:
+        """One session: connect (1001), send until it is lost; returns why, None on close."""
+        output = RtmpOutput(*self._streams)
+        output.open(self._url)  # raises PushNetError 3001–3004
+        if self._closing.is_set():
+            output.close()
+            return None
+        self._events.emit(Code.PUSH_EVT_CONNECT_SUCC, "connected to the RTMP server")
+        self._lost = None
+        self._wake.clear()
+        sender = PacketSender(output, on_error=self._on_lost, on_first_packet=self._on_live)
+        sender.start()
+        self._sender = sender
+        self._on_connected()
+        self._wake.wait()
+        self._end_session()
+        return self._lost
+
+    def _on_live(self) -> None:
+        with self._lock:
+            self._policy.success()
+        self._events.emit(Code.PUSH_EVT_PUSH_BEGIN, "publishing", **self._live_detail())
+        self._set_state(LinkState.UP)
+
+    def _on_lost(self, exc: PushNetError) -> None:
+        self._lost = exc
+        self._wake.set()
+
+    def _end_session(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.stop()
+
+    def _retry_after(self, error: PushNetError) -> bool:
+        """Report the failure, then wait as the policy says; False = stop trying."""
+        self._events.emit(error.code, str(error))
+        if self._closing.is_set():
+            return False
+        with self._lock:
+            decision = self._policy.failure()
+        if decision.gave_up_now:
+            self._events.emit(Code.PUSH_ERR_NET_DISCONNECT,
+                              f"{self._policy.attempts} reconnect attempts failed")
+        if decision.delay is None:
+            self._set_state(LinkState.GAVE_UP)
+            self._events.emit(Code.PUSH_STOPPED, "push stopped: the server stays unreachable")
+            return False
+        if self.state is not LinkState.CONNECTING:
+            self._set_state(LinkState.RECONNECTING)
+        delay_ms = round(decision.delay * 1000)
+        if decision.scheduled:
+            self._events.emit(Code.PUSH_RETRY_SCHEDULED,
+                              f"next attempt in {decision.delay:g} s",
+                              at=now_ms() + delay_ms, delay_ms=delay_ms,
+                              attempt=decision.attempt)
+        else:
+            self._events.emit(Code.PUSH_WARNING_RECONNECT,
+                              f"reconnecting in {decision.delay:g} s "
+                              f"(attempt {decision.attempt} of {self._policy.attempts})",
+                              attempt=decision.attempt, delay_ms=delay_ms)
+        return self._wait(decision.delay, probe=error.code in UNREACHABLE)
+
+    def _wait(self, delay: float, probe: bool) -> bool:
+        """Sleep `delay` s, less once a refused server listens again; False when closed."""
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._closing.wait(min(remaining, PROBE_INTERVAL)):
+                return False
+            if probe and server_accepts(self._url, PROBE_INTERVAL):
+                break
+        return not self._closing.is_set()
+
+    def _set_state(self, state: LinkState) -> None:
+        if state is not self.state:
+            self.state = state
+            self._on_change()
