@@ -103,11 +103,14 @@ def test_probes_are_slow_near_the_last_limit_and_resume_pace_past_it() -> None:
     assert changes(trace) == [
         (0.5, 400),
         (3.0, 432),  # first probe after the 3 s hold, +8 %
-        (7.0, 467),  # within 90–111 % of the 500 the link carried: 4 s apart
-        (11.0, 504),
-        (15.0, 544),
-        (19.0, 588),  # past 555: that limit is forgotten, 2 s apart again
-        (21.0, 635),
+        (6.0, 467),  # within 90–111 % of the 500 the link carried: 3 s apart
+        (9.0, 504),
+        (12.0, 544),
+        (15.0, 588),  # past 555: that limit is forgotten, 1.5 s apart again
+        (16.5, 635),
+        (18.0, 686),
+        (19.5, 740),
+        (21.0, 800),
     ]
 
 
@@ -335,3 +338,29 @@ def test_a_steady_link_between_two_rungs_does_not_flip_resolution() -> None:
     late = [r for r in trace if r.t >= 30]
     assert max(r.backlog_s for r in late) < 0.6
     assert 0.7 * 618 <= sum(r.target for r in late) / len(late) <= 618
+
+
+def test_a_simple_scene_at_a_lower_rung_steps_up_although_it_never_fills_the_ceiling() -> None:
+    ctrl = BitrateController(resolution_ladder(960, 540, 400, 900))
+    for t in (0.0, 0.5, 1.0):
+        ctrl.tick(t, congested(350))
+    assert ctrl.rung.width == 720
+    # the link is back; the scene needs 150 kbit/s at 720x405, under 60 % of any target
+    steps = [(t / 2, ctrl.tick(t / 2, empty(150)).resolution_step) for t in range(3, 40)]
+    up = [t for t, step in steps if step]
+    assert len(up) == 1 and up[0] - 1.5 == pytest.approx(STEP_UP_AFTER_S, abs=0.6)
+    assert ctrl.rung.width == 960 and ctrl.target_kbps == 400
+
+
+def test_encoder_load_fires_with_ticks_a_little_over_a_second_apart() -> None:
+    """A loaded box ticks late (1.05 s apart): overload must still be seen within ~4 s."""
+    from edgelive.policy.bitrate import OVERLOAD_AFTER_S, EncoderLoad
+
+    slow, fine = EncoderLoad(), EncoderLoad()
+    fired_at = None
+    for n in range(12):
+        now = n * 1.05
+        if slow.overloaded(now, frames=25, busy_s=25 * 0.060, fps=25) and fired_at is None:
+            fired_at = now
+        assert not fine.overloaded(now, frames=25, busy_s=25 * 0.020, fps=25)
+    assert fired_at is not None and OVERLOAD_AFTER_S * 0.8 <= fired_at <= OVERLOAD_AFTER_S + 1.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fleet.add_argument("--rounds", type=int, default=200)
     fleet.set_defaults(func=_fleet)
 
+    bitrate = sub.add_parser("bitrate", help="bitrate adaptation over a shaped uplink "
+                             "(1500 → 400 → 1500 kbit/s; needs root for network namespaces)")
+    bitrate.add_argument("--plot", type=Path, default=Path("bench-bitrate.png"),
+                         help="PNG of the timeline (written when matplotlib is installed)")
+    bitrate.set_defaults(func=_bitrate)
+
     supervisor = sub.add_parser("supervisor", help="memory of the running appliance")
     supervisor.add_argument("--seconds", type=float, default=20.0)
     supervisor.set_defaults(func=_supervisor)
@@ -51,6 +58,19 @@ def _fleet(args: argparse.Namespace) -> int:
     from edgelive.bench.fleet import print_fleet_bench, run_fleet_bench
 
     print_fleet_bench(run_fleet_bench(args.host, args.port, args.boxes, args.rounds))
+    return 0
+
+
+def _bitrate(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from edgelive.bench.bitrate import format_timeline, plot, run
+
+    with tempfile.TemporaryDirectory(prefix="edgelive-bench-") as tmp:
+        result = run(Path(tmp))
+    print(format_timeline(result))
+    if plot(result, args.plot):
+        print(f"plot: {args.plot}")
     return 0
 
 

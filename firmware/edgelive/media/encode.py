@@ -5,15 +5,26 @@ their `extradata` (SPS/PPS, AudioSpecificConfig) is known up front, and an RTMP 
 be closed and reopened on reconnect while the encoders keep running (`StreamParams` is all
 an output needs). libx264 is opened with VBV (`maxrate`/`bufsize`) because only then does a
 bit-rate change take effect mid-stream, which bitrate adaptation relies on.
+
+A cheaper picture (smaller size or lower fps: resolution steps, 1107) is asked for from any
+thread with `request_size`; the capture thread applies it at its next frame by reopening the
+codec, so the change lands on a key frame. The reopened codec keeps SPS/PPS in-band and its
+packets carry them as new-extradata side data (FFmpeg's `extract_extradata` filter): FLV
+writes a new AVC sequence header and the same RTMP session goes on at the new size (checked
+with ffprobe and a live reader through nginx-rtmp); a new session after a reconnect gets it
+at its first key frame the same way.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+from av.bitstream import BitStreamFilterContext
 from av.codec.context import CodecContext, Flags
 from av.video.frame import PictureType
 
@@ -57,8 +68,21 @@ class StreamParams:
     bit_rate: int = 0
 
 
+@dataclass(frozen=True)
+class PictureSize:
+    """What the encoder encodes: size and frame rate (a cheaper path lowers them)."""
+
+    width: int
+    height: int
+    fps: int
+
+
 class VideoEncoder(ABC):
-    """H.264 encoder: frames with millisecond timestamps in, packets out."""
+    """H.264 encoder: frames with millisecond timestamps in, packets out.
+
+    It also keeps the time spent encoding, so the pusher can tell when it cannot keep up
+    with the frame rate (1107), and takes requests for a smaller picture from any thread.
+    """
 
     name: str
     """Encoder in use, as reported in netstatus: libx264 | h264_v4l2m2m | picamera2."""
@@ -66,10 +90,17 @@ class VideoEncoder(ABC):
     def __init__(self, plan: VideoPlan) -> None:
         self.plan = plan
         self.kbps = plan.max_kbps
+        self.size = PictureSize(plan.width, plan.height, plan.fps)
+        """What is encoded now; `request_size` changes it at the next frame."""
+        self._wanted: PictureSize | None = None
+        self._load_lock = threading.Lock()
+        self._frames = 0
+        self._busy_s = 0.0
 
     @property
     @abstractmethod
-    def params(self) -> StreamParams: ...
+    def params(self) -> StreamParams:
+        """The stream as opened (a later size change travels in-band, see the module)."""
 
     @abstractmethod
     def encode(self, frame: av.VideoFrame | None, pts_ms: int) -> list[av.Packet]:
@@ -85,6 +116,22 @@ class VideoEncoder(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def request_size(self, size: PictureSize) -> None:
+        """Encode at `size` from the next frame on (a key frame); safe from any thread."""
+        self._wanted = None if size == self.size else size
+
+    def take_load(self) -> tuple[int, float]:
+        """(frames encoded, seconds spent encoding them) since the previous call."""
+        with self._load_lock:
+            load = (self._frames, self._busy_s)
+            self._frames, self._busy_s = 0, 0.0
+        return load
+
+    def _count_load(self, busy_s: float) -> None:
+        with self._load_lock:
+            self._frames += 1
+            self._busy_s += busy_s
 
     def __enter__(self) -> VideoEncoder:
         return self
@@ -104,33 +151,46 @@ class PyAvVideoEncoder(VideoEncoder):
         super().__init__(plan)
         self.name = codec_name
         self._force_key = False
+        self._ctx = self._open(self.size, global_header=True)
+        self._params = StreamParams("h264", MS, bytes(self._ctx.extradata or b""),
+                                    width=plan.width, height=plan.height, fps=plan.fps,
+                                    bit_rate=_bits(self.kbps))
+        self._headers: BitStreamFilterContext | None = None
+        """After a size change: copies the in-band SPS/PPS to new-extradata side data."""
+        self._next_due_ms: float | None = None
+        self._closed = False
+
+    def _open(self, size: PictureSize, *, global_header: bool) -> CodecContext:
+        plan, codec_name = self.plan, self.name
+        gop_frames = max(1, round(plan.gop_seconds * size.fps))
         try:
             ctx = CodecContext.create(codec_name, "w")
-            ctx.width, ctx.height = plan.width, plan.height
+            ctx.width, ctx.height = size.width, size.height
             ctx.pix_fmt = "yuv420p"
             ctx.time_base = MS
-            ctx.framerate = Fraction(plan.fps)
-            ctx.gop_size = plan.gop_frames
+            ctx.framerate = Fraction(size.fps)
+            ctx.gop_size = gop_frames
             ctx.max_b_frames = 0 if plan.low_latency else 2
             ctx.bit_rate = _bits(self.kbps)
-            ctx.flags |= Flags.global_header
-            ctx.options = self._options(codec_name, plan)
+            if global_header:
+                ctx.flags |= Flags.global_header
+            ctx.options = self._options(codec_name, gop_frames)
             ctx.open()
         except (av.FFmpegError, ValueError) as exc:
             if codec_name != "libx264":
                 raise HardwareEncoderUnavailable(
                     f"hardware H.264 encoder {codec_name} cannot be opened: {exc}") from None
             raise VideoEncodeError(f"cannot open H.264 encoder {codec_name}: {exc}") from None
-        self._ctx = ctx
-        self._closed = False
+        return ctx
 
-    def _options(self, codec_name: str, plan: VideoPlan) -> dict[str, str]:
+    def _options(self, codec_name: str, gop_frames: int) -> dict[str, str]:
         if codec_name != "libx264":
             return {}
+        plan = self.plan
         options = {
             "preset": "ultrafast",
             # Key frames exactly every GOP: no scene-cut keys, no shorter intervals.
-            "keyint_min": str(plan.gop_frames),
+            "keyint_min": str(gop_frames),
             "sc_threshold": "0",
             "forced-idr": "1",
             # VBV makes live bit-rate changes effective (FACTS: ignored without it).
@@ -143,27 +203,63 @@ class PyAvVideoEncoder(VideoEncoder):
 
     @property
     def params(self) -> StreamParams:
-        return StreamParams("h264", MS, bytes(self._ctx.extradata or b""),
-                            width=self.plan.width, height=self.plan.height, fps=self.plan.fps,
-                            bit_rate=_bits(self.kbps))
+        return self._params
 
     def encode(self, frame: av.VideoFrame | None, pts_ms: int) -> list[av.Packet]:
         if self._closed:
             raise VideoEncodeError(f"{self.name} encoder is closed")
+        wanted = self._wanted
+        if wanted is not None and frame is not None:
+            self._resize(wanted)
         if frame is not None:
+            if self._skip(pts_ms):
+                return []
+            frame = self._fit(frame)
             frame.pts = pts_ms
             frame.time_base = MS
             if self._force_key:
                 frame.pict_type = PictureType.I
+        started = time.monotonic()
         try:
-            packets = self._ctx.encode(frame)
+            packets = self._encode_packets(frame)
+            if self._headers is not None:
+                packets = [out for p in packets for out in self._headers.filter(p)]
         except (av.FFmpegError, ValueError) as exc:
             raise VideoEncodeError(f"H.264 encoding failed ({self.name}): {exc}") from None
         finally:
             if frame is not None and self._force_key:
                 frame.pict_type = PictureType.NONE  # the source may hand us this frame again
                 self._force_key = False
+        if frame is not None:
+            self._count_load(time.monotonic() - started)
         return packets
+
+    def _encode_packets(self, frame: av.VideoFrame | None) -> list[av.Packet]:
+        return self._ctx.encode(frame)
+
+    def _resize(self, size: PictureSize) -> None:
+        """Reopen at `size`; its first frame is a key frame with SPS/PPS in-band."""
+        self._ctx = self._open(size, global_header=False)
+        self._headers = BitStreamFilterContext("extract_extradata", "h264")
+        self.size, self._wanted = size, None
+        self._next_due_ms = None
+
+    def _skip(self, pts_ms: int) -> bool:
+        """Below the source's frame rate, frames are dropped to keep the encoder's rate."""
+        if self.size.fps >= self.plan.fps:
+            return False
+        interval = 1000 / self.size.fps
+        if self._next_due_ms is not None and pts_ms < self._next_due_ms:
+            return True
+        # Tolerate capture jitter: due again a little before one interval from now.
+        self._next_due_ms = pts_ms + interval * 0.8
+        return False
+
+    def _fit(self, frame: av.VideoFrame) -> av.VideoFrame:
+        size = self.size
+        if (frame.width, frame.height) == (size.width, size.height):
+            return frame
+        return frame.reformat(width=size.width, height=size.height, format="yuv420p")
 
     def force_keyframe(self) -> None:
         self._force_key = True

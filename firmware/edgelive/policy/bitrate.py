@@ -39,9 +39,10 @@ PROBE_STEP = 0.08
 """Each probe adds 8 % of the target: small enough that overshooting the link builds a queue
 slowly (caught before it reaches the viewer as latency), large enough to climb from 400 to
 1200 kbit/s in about 15 probes."""
-PROBE_INTERVAL_S = 2.0
-"""Time between probes: gives each step 2–4 ticks for a queue to show."""
-PROBE_INTERVAL_NEAR_S = 4.0
+PROBE_INTERVAL_S = 1.5
+"""Time between probes away from the last limit: with `tcp_notsent_lowat` a queue shows
+within a 1 s tick, and 400 → 1200 kbit/s takes ~22 s (the seed's ~30 s recovery)."""
+PROBE_INTERVAL_NEAR_S = 3.0
 """Probe interval close to the rate that last congested the link: the hysteresis that keeps
 the target from sawing in and out of congestion."""
 NEAR_CONGESTION = 0.9
@@ -52,7 +53,8 @@ HOLD_AFTER_CONGESTION_S = 3.0
 queue need a moment to settle before the next measurement means anything."""
 APP_LIMITED_RATIO = 0.6
 """A target the encoder does not use (a still scene) proves nothing about the link, so the
-target is not raised while the encoder produces less than this share of it."""
+target is not raised while the encoder produces less than this share of it. At a lower rung
+such a scene counts as carried at the ceiling (a step up is due): it may never fill it."""
 
 # -- link short episodes (1101)
 LINK_OK_AFTER_S = 5.0
@@ -75,6 +77,15 @@ STEP_UP_PROBATION_S = 30.0
 """A step down this soon after a step up doubles the wait before the next step up..."""
 STEP_UP_AFTER_MAX_S = 240.0
 """...up to this, so a link just at the boundary flips resolution at most every few minutes."""
+
+# -- encoder load (1107)
+OVERLOAD_SHARE = 0.9
+"""An encoder that spends more than 90 % of each frame interval encoding cannot keep up:
+capture, audio and muxing share the same cores, so frames start to queue and drop."""
+OVERLOAD_AFTER_S = 3.0
+"""...measured over this long, so a burst (a key frame, another process) is not a switch."""
+MIN_FPS = 10
+"""The cheapest path never goes below this frame rate: motion stops reading as video."""
 
 LADDER_SCALES = (1.0, 0.75, 0.5)
 """Sizes of the resolution ladder relative to the configured one (1280x720 → 960x540 →
@@ -164,6 +175,8 @@ class BitrateController:
         self._at_ceiling_since: float | None = None
         self._last_step_up = float("-inf")
         self._step_up_after = STEP_UP_AFTER_S
+        self._top = 0
+        """Largest rung allowed: raised past 0 when the encoder could not keep up there."""
 
     @property
     def target_kbps(self) -> int:
@@ -234,11 +247,15 @@ class BitrateController:
                 # The queue drained: drop the drain term, back to what the link carried.
                 self._set_target(now, self._recovery_kbps)
             self._recovery_kbps = 0.0
-        if sample.encoder_kbps < APP_LIMITED_RATIO * self._target:
+        app_limited = sample.encoder_kbps < APP_LIMITED_RATIO * self._target
+        if self._target >= self.rung.max_kbps or (app_limited and empty):
+            # At a lower rung a simple scene may never fill the ceiling: all it needs is
+            # carried, so it has earned the larger picture (undone, with a growing wait,
+            # if the larger one does not fit).
+            return self._maybe_step_resolution_up(now)
+        if app_limited:
             self._at_ceiling_since = None
             return 0
-        if self._target >= self.rung.max_kbps:
-            return self._maybe_step_resolution_up(now)
         self._at_ceiling_since = None
         near = (self._link_kbps is not None
                 and self._target * (1 + PROBE_STEP) >= NEAR_CONGESTION * self._link_kbps)
@@ -251,7 +268,7 @@ class BitrateController:
         return 0
 
     def _maybe_step_resolution_up(self, now: float) -> int:
-        if self._rung == 0:
+        if self._rung == self._top:
             return 0
         if self._at_ceiling_since is None:
             self._at_ceiling_since = now
@@ -260,6 +277,17 @@ class BitrateController:
         self._last_step_up = now
         self._change_rung(now, self._rung - 1, self._target)
         return +1
+
+    # -- encoder too slow: a smaller picture for good
+
+    def step_down_for_encoder(self, now: float) -> int:
+        """The encoder cannot keep up at this rung: go one rung down (-1) and never back up
+        in this stream; 0 when already at the smallest."""
+        if self._rung == len(self.ladder) - 1:
+            return 0
+        self._top = self._rung + 1
+        self._change_rung(now, self._top, self._target)
+        return -1
 
     # -- helpers
 
@@ -273,3 +301,30 @@ class BitrateController:
         rung = self.rung
         self._target = min(rung.max_kbps, max(rung.min_kbps, kbps))
         self._last_change = now
+
+
+class EncoderLoad:
+    """Tells when the encoder has spent more than OVERLOAD_SHARE of the frame interval per
+    frame for OVERLOAD_AFTER_S; pure, fed once per tick with what the encoder measured."""
+
+    def __init__(self) -> None:
+        self._window: list[tuple[float, int, float]] = []
+
+    def overloaded(self, now: float, frames: int, busy_s: float, fps: int) -> bool:
+        """`frames` encoded in `busy_s` seconds since the previous call, at `fps`."""
+        self._window.append((now, frames, busy_s))
+        # Drop the oldest entry only while the rest still spans the whole window: trimming to
+        # "younger than OVERLOAD_AFTER_S" would leave ~2 s when ticks come a hair over 1 s apart
+        # (a loaded box), and the check below would then never have enough history.
+        while len(self._window) > 2 and now - self._window[1][0] >= OVERLOAD_AFTER_S:
+            self._window.pop(0)
+        # Each entry covers the time since the one before it: the first only marks the start.
+        covered = self._window[1:]
+        frames_in = sum(w[1] for w in covered)
+        if now - self._window[0][0] < OVERLOAD_AFTER_S * 0.8 or frames_in == 0:
+            return False
+        return sum(w[2] for w in covered) / frames_in > OVERLOAD_SHARE / fps
+
+    def reset(self) -> None:
+        """Forget the history: the encoder changed, its old timings say nothing now."""
+        self._window = []

@@ -1,0 +1,226 @@
+"""`edgelive bench bitrate`: bitrate adaptation over a shaped uplink, second by second.
+
+The real `edgelive push` (testsrc with its wall-clock stamp) runs in a network namespace
+behind a tbf-shaped veth (`netlab.ShapedLink`) that goes 1500 → 400 → 1500 kbit/s; nginx-rtmp
+runs in another. A low-delay PyAV reader in the root namespace decodes the stamp of every
+picture, which gives glass-to-glass latency. The timeline holds, per second: the link rate,
+the pusher's target and measured send rate (its netstatus), the latency and the events.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from edgelive.bench.netlab import ShapedLink
+from edgelive.media import stamp
+
+READER_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768",
+                  "analyzeduration": "0", "rtmp_live": "live"}
+SCHEDULE = ((0.0, 1500), (15.0, 400), (45.0, 1500))
+"""(seconds from the first picture, link kbit/s): a short link for 30 s, then a good one."""
+DURATION_S = 90.0
+WIDTH = 960
+PUSHER_CONFIG = f"""[pusher]
+source = "testsrc"
+resolution = "{WIDTH}x540"
+fps = 25
+gop = 1
+min-bitrate = 400
+max-bitrate = 700
+audio-device = "tone"
+audio-quality = "low"
+"""
+
+
+@dataclass
+class Second:
+    t: int
+    link_kbps: int
+    target_kbps: int | None = None
+    send_kbps: int | None = None
+    width: int | None = None
+    latency_ms: int | None = None
+    frames: int = 0
+    events: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    seconds: list[Second]
+    events: list[dict[str, Any]]
+    publishes: int
+    """Publish sessions nginx recorded: 1 means no reconnect."""
+
+
+class _Reader(threading.Thread):
+    """Decodes the stream and keeps (monotonic time, stamp age ms) per picture."""
+
+    def __init__(self, url: str, drawn_width: int) -> None:
+        super().__init__(name="reader", daemon=True)
+        self.url = url
+        self.drawn_width = drawn_width
+        """The stamp's squares follow the configured width: a smaller rung scales them."""
+        self.ages: list[tuple[float, int, int]] = []  # (time, age ms, width)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with av.open(self.url, options=READER_OPTIONS, timeout=5.0) as container:
+                    for picture in container.decode(video=0):
+                        self._add(picture)
+                        if self.stop.is_set():
+                            return
+            except (av.FFmpegError, OSError):
+                self.stop.wait(0.2)  # not published yet, or the stream ended
+
+    def _add(self, picture: av.VideoFrame) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        plane = picture.planes[0]
+        luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:, :picture.width]
+        age = stamp.age_ms(stamp.decode(luma, self.drawn_width), now_ms)
+        self.ages.append((time.monotonic(), age, picture.width))
+
+
+def _link_at(t: float, schedule: Sequence[tuple[float, int]]) -> int:
+    return [kbps for start, kbps in schedule if start <= t][-1]
+
+
+def run(workdir: Path, schedule: Sequence[tuple[float, int]] = SCHEDULE,
+        duration: float = DURATION_S) -> Run:
+    """Build the shaped link, run the scenario on it, remove the link."""
+    with ShapedLink(workdir, kbps=schedule[0][1]) as link:
+        return run_on(link, workdir, schedule, duration)
+
+
+def run_on(link: ShapedLink, workdir: Path,
+           schedule: Sequence[tuple[float, int]] = SCHEDULE,
+           duration: float = DURATION_S) -> Run:
+    """Push through `link` for `duration` s, shaping it as `schedule` says."""
+    assert link.nginx is not None
+    config = workdir / "edgelive.toml"
+    config.write_text(PUSHER_CONFIG)
+    link.shape(schedule[0][1])
+    argv = link.box_argv([sys.executable, "-m", "edgelive", "push",
+                          link.box_url("bitrate"), "--config", str(config)])
+    pusher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              stdin=subprocess.DEVNULL, text=True)
+    lines: list[tuple[float, dict[str, Any]]] = []
+    collector = threading.Thread(target=_collect, args=(pusher, lines), daemon=True)
+    collector.start()
+    reader = _Reader(link.nginx.url("bitrate"), WIDTH)
+    reader.start()
+    try:
+        t0 = _first_picture(reader, timeout=20.0)
+        for start, kbps in schedule[1:]:
+            time.sleep(max(0.0, t0 + start - time.monotonic()))
+            link.shape(kbps)
+        time.sleep(max(0.0, t0 + duration - time.monotonic()))
+    finally:
+        pusher.terminate()
+        pusher.wait(15)
+        reader.stop.set()
+        reader.join(10)
+    publishes = len(link.nginx.recordings("bitrate"))  # one file per publish
+    events = [line for _, line in lines if line["type"] == "event"]
+    return Run(_timeline(t0, duration, schedule, lines, reader.ages), events, publishes)
+
+
+def _collect(pusher: subprocess.Popen[str], lines: list[tuple[float, dict[str, Any]]]) -> None:
+    assert pusher.stdout is not None
+    for line in pusher.stdout:
+        if line.strip():
+            lines.append((time.monotonic(), json.loads(line)))
+
+
+def _first_picture(reader: _Reader, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while not reader.ages:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the reader got no picture from the pusher")
+        time.sleep(0.05)
+    return reader.ages[0][0]
+
+
+def _timeline(t0: float, duration: float, schedule: Sequence[tuple[float, int]],
+              lines: list[tuple[float, dict[str, Any]]],
+              ages: list[tuple[float, int, int]]) -> list[Second]:
+    seconds = [Second(t, _link_at(t, schedule)) for t in range(int(duration))]
+
+    def slot(at: float) -> Second | None:
+        index = int(at - t0)
+        return seconds[index] if 0 <= index < len(seconds) else None
+
+    for at, line in lines:
+        row = slot(at)
+        if row is None:
+            continue
+        if line["type"] == "netstatus":
+            row.target_kbps = line.get("targetBitrate")
+            row.send_kbps = line.get("netSpeed")
+            row.width = line.get("videoWidth")
+        elif line["type"] == "event":
+            row.events.append(line["code"])
+    per_second: dict[int, list[int]] = {}
+    for at, age, _ in ages:
+        if (row := slot(at)) is not None:
+            per_second.setdefault(row.t, []).append(age)
+    for row in seconds:
+        found = per_second.get(row.t, [])
+        row.frames = len(found)
+        row.latency_ms = round(statistics.median(found)) if found else None
+    return seconds
+
+
+def format_timeline(result: Run) -> str:
+    head = f"{'t s':>4} {'link':>6} {'target':>6} {'send':>6} {'width':>5} {'lat ms':>7} " \
+           f"{'fps':>3}  events"
+    rows = [head]
+    for s in result.seconds:
+        rows.append(f"{s.t:>4} {s.link_kbps:>6} {_n(s.target_kbps):>6} {_n(s.send_kbps):>6} "
+                    f"{_n(s.width):>5} {_n(s.latency_ms):>7} {s.frames:>3}  "
+                    f"{' '.join(map(str, s.events))}")
+    rows.append(f"publish sessions seen by nginx: {result.publishes}")
+    return "\n".join(rows)
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def plot(result: Run, path: Path) -> bool:
+    """Write a PNG of the timeline; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    t = [s.t for s in result.seconds]
+    fig, rate = plt.subplots(figsize=(10, 4))
+    rate.step(t, [s.link_kbps for s in result.seconds], where="post", label="link")
+    rate.plot(t, [s.target_kbps for s in result.seconds], label="target (video)")
+    rate.plot(t, [s.send_kbps for s in result.seconds], label="sent")
+    rate.set_xlabel("s")
+    rate.set_ylabel("kbit/s")
+    latency = rate.twinx()
+    latency.plot(t, [s.latency_ms for s in result.seconds], "k:", label="latency")
+    latency.set_ylabel("latency ms")
+    rate.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
