@@ -7,16 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import tomli_w
 
 from edgelive.codes import Code
 from edgelive.fleet.operator import FleetOperator
 from edgelive.fleet.session import SessionSettings
-from tests.servers import Mosquitto
+from tests.servers import Mosquitto, NginxRtmp
 
 BOX = "box1"
 
@@ -151,3 +153,51 @@ def test_edgelive_status_reads_the_running_box(mosquitto: Mosquitto, run_box,
     out = subprocess.run([sys.executable, "-m", "edgelive", "status", "--state-dir",
                           str(tmp_path / "state")], capture_output=True, text=True, timeout=10)
     assert out.returncode == 1 and "no running box" in out.stderr
+
+
+def test_streaming_box_survives_broker_restart_and_worker_crash(
+        mosquitto: Mosquitto, nginx: NginxRtmp, run_box) -> None:
+    """The stream never stops while the broker is away; a killed worker is restarted."""
+    url = nginx.url("box")
+    box = run_box(box_config(mosquitto, pusher={
+        "url": url, "source": "testsrc", "resolution": "320x180", "fps": 15,
+        "audio-device": "tone", "autopush": True}))
+
+    def wait(condition, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.1)
+
+    async def online_and_pushing() -> None:
+        async with operator(mosquitto) as fleet:
+            assert await fleet.wait_online([BOX], timeout=15)
+            assert await fleet.wait_until(
+                lambda: (fleet.boxes[BOX].state or {}).get("pusher", {}).get("state")
+                == "pushing", timeout=20)
+
+    asyncio.run(online_and_pushing())
+    wait(lambda: nginx.publishers("box") == 1, 10)
+    sessions = len(nginx.recordings("box"))
+
+    mosquitto.kill()
+    for _ in range(10):  # 3 s without a broker: the publish never drops
+        time.sleep(0.3)
+        assert nginx.publishers("box") == 1
+    mosquitto.start()
+    asyncio.run(online_and_pushing())  # status and state republished
+    assert len(nginx.recordings("box")) == sessions  # same RTMP session all along
+
+    async def restarted() -> None:
+        async with operator(mosquitto) as fleet:
+            events = EventLog(fleet)
+            await asyncio.sleep(0.3)  # the event subscription is in place
+            pusher = next(p for p in psutil.Process(box.pid).children()
+                          if "push" in p.cmdline() and "--worker" in p.cmdline())
+            pusher.kill()
+            await events.wait_for(Code.WORKER_RESTARTED, timeout=10)
+            await events.wait_for(Code.PUSH_EVT_PUSH_BEGIN, timeout=15)
+            events.close()
+
+    asyncio.run(restarted())
+    wait(lambda: nginx.publishers("box") == 1, 10)
