@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO, TypeVar
+
+T = TypeVar("T")
 
 
 class LineWriter:
@@ -42,3 +45,38 @@ def parse_line(line: str) -> dict[str, Any]:
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise ValueError("expected a JSON object with a string 'type'")
     return obj
+
+
+def reject(writer: LineWriter, message_id: Any, error: str) -> None:
+    """Answer a line the worker cannot take (malformed, unknown, invalid)."""
+    from edgelive.codes import Code
+
+    writer.write("response", {"id": message_id, "ok": False,
+                              "code": int(Code.COMMAND_REJECTED), "error": error})
+
+
+def read_messages(stdin: TextIO, writer: LineWriter) -> Iterator[dict[str, Any]]:
+    """Protocol lines from stdin until it closes; a malformed one is answered and skipped."""
+    for line in stdin:
+        if not line.strip():
+            continue
+        try:
+            yield parse_line(line)
+        except ValueError as exc:
+            reject(writer, None, str(exc))
+
+
+def first_config(messages: Iterator[dict[str, Any]], writer: LineWriter,
+                 validate: Callable[[Any], T]) -> T | None:
+    """A worker's start: the first config line that `validate` accepts (it raises ValueError
+    saying why not); None when stdin closed first."""
+    for message in messages:
+        if message["type"] != "config":
+            reject(writer, message.get("id"),
+                   'the first line must be {"type": "config", "config": {…}}')
+            continue
+        try:
+            return validate(message.get("config"))
+        except ValueError as exc:
+            reject(writer, None, str(exc))
+    return None

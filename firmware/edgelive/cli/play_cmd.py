@@ -13,7 +13,8 @@ import gc
 import signal
 import sys
 import threading
-from typing import Any, TextIO
+from collections.abc import Iterator
+from typing import Any
 
 
 def register(subparsers: Any) -> None:
@@ -30,43 +31,15 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _error_line(writer: Any, message: str) -> None:
-    from edgelive.codes import Code
-
-    writer.write("response", {"id": None, "ok": False, "code": int(Code.COMMAND_REJECTED),
-                              "error": message})
-
-
-def read_first_config(stdin: TextIO, writer: Any) -> dict[str, Any] | None:
-    """The worker's config section from the first config line; None when stdin closed."""
-    from edgelive.ipc import parse_line
-
-    for line in stdin:
-        if not line.strip():
-            continue
-        try:
-            message = parse_line(line)
-        except ValueError as exc:
-            _error_line(writer, str(exc))
-            continue
-        if message["type"] == "config" and isinstance(message.get("config"), dict):
-            return message["config"]
-        _error_line(writer, "the first line must be {\"type\": \"config\", \"config\": {…}}")
-    return None
+def _section(section: Any) -> dict[str, Any]:
+    if not isinstance(section, dict):
+        raise ValueError('a config line needs a "config" object')
+    return section
 
 
-def _stdin_lines(stdin: TextIO, player: Any, writer: Any) -> None:
+def _stdin_lines(messages: Iterator[dict[str, Any]], player: Any, writer: Any) -> None:
     """Feed the player the supervisor's lines: commands and live config changes."""
-    from edgelive.ipc import parse_line
-
-    for line in stdin:
-        if not line.strip():
-            continue
-        try:
-            message = parse_line(line)
-        except ValueError as exc:
-            _error_line(writer, str(exc))
-            continue
+    for message in messages:
         if message["type"] == "cmd":
             player.submit(message)
         elif message["type"] == "config":
@@ -74,6 +47,18 @@ def _stdin_lines(stdin: TextIO, player: Any, writer: Any) -> None:
                           lambda response: None if response["ok"] else
                           writer.write("response", response))
     player.stop()
+
+
+def _open_sink(config: Any, fullscreen: bool) -> tuple[Any, str]:
+    """The configured display, or none and the reason when it cannot be opened: the player
+    keeps its events, audio and snapshots, and the box keeps running."""
+    from edgelive.hw.display import NullSink, open_sink
+
+    w, h = (int(v) for v in config.screen_size.split("x"))
+    try:
+        return open_sink(config.sink, (w, h), fullscreen=fullscreen), ""
+    except Exception as exc:  # no pykms, no DRM device, no SDL video driver…
+        return NullSink((w, h)), f"no display ({config.sink}): {exc}"
 
 
 def _status_line(player: Any) -> None:
@@ -104,21 +89,21 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgelive.codes import Source
+    from edgelive.codes import Code, Source
     from edgelive.config.schema import PlayerConfig
     from edgelive.events import EventLog
     from edgelive.hw.board import detect_board
-    from edgelive.hw.display import open_sink
     from edgelive.hw.display_status import DisplayWatcher
     from edgelive.hw.speaker import Speaker
-    from edgelive.ipc import LineWriter
+    from edgelive.ipc import LineWriter, first_config, read_messages, reject
     from edgelive.player.worker import Player
 
     writer = LineWriter()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    messages = read_messages(sys.stdin, writer)
     if args.worker:
-        section = read_first_config(sys.stdin, writer)
+        section = first_config(messages, writer, _section)
         if section is None or stop.is_set():
             return 0
     else:
@@ -126,22 +111,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = PlayerConfig.model_validate(section)
     except ValueError as exc:
-        _error_line(writer, f"config rejected: {exc}")
+        reject(writer, None, f"config rejected: {exc}")
         return 2
     prefer_hardware = (detect_board().has_hw_h264_decoder if config.decoder == "auto"
                        else config.decoder == "hardware")
-    w, h = (int(v) for v in config.screen_size.split("x"))
-    sink = open_sink(config.sink, (w, h), fullscreen=args.worker)
-    player = Player(config, sink, EventLog(Source.PLAYER), out=writer,
+    events = EventLog(Source.PLAYER)
+    sink, no_display = _open_sink(config, args.worker)
+    player = Player(config, sink, events, out=writer,
                     speaker=lambda: Speaker(config.sound_mode, config.muted),
                     prefer_hardware=prefer_hardware)
+    if no_display:
+        events.emit(Code.DISPLAY_UNAVAILABLE, no_display)
     signal.signal(signal.SIGTERM, lambda *_: player.stop())
     if stop.is_set():
         player.stop()
     watcher = DisplayWatcher(player.display_changed)
     watcher.start()
     if args.worker:
-        threading.Thread(target=_stdin_lines, args=(sys.stdin, player, writer),
+        threading.Thread(target=_stdin_lines, args=(messages, player, writer),
                          daemon=True).start()
     else:
         threading.Thread(target=_status_ticker, args=(player, stop), daemon=True).start()

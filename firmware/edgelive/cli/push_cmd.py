@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 OVERRIDES = ("url", "source", "mode", "resolution", "fps", "encoder", "audio_device",
              "audio_quality", "gop")
@@ -65,13 +65,12 @@ def _load_config(args: argparse.Namespace) -> Any:
         raise store.ConfigError([{"loc": "pusher", "msg": _problems(exc)}]) from None
 
 
-def _section(message: dict[str, Any]) -> Any:
-    """The PusherConfig of a config line; raises ValueError saying what is wrong."""
+def _validate(section: Any) -> Any:
+    """The PusherConfig of a config line's section; raises ValueError saying what is wrong."""
     from pydantic import ValidationError
 
     from edgelive.config.schema import PusherConfig
 
-    section = message.get("config")
     if not isinstance(section, dict):
         raise ValueError("a config line needs a \"config\" object")
     try:
@@ -95,54 +94,21 @@ def _status_line(state: str, status: dict[str, Any]) -> str:
             f"queue {status['queueDepth']} dropped {status['droppedFrames']}")
 
 
-def _reject(writer: Any, message_id: Any, error: str) -> None:
-    from edgelive.codes import Code
-
-    writer.write("response", {"id": message_id, "ok": False,
-                              "code": int(Code.COMMAND_REJECTED), "error": error})
-
-
-def _messages(stdin: TextIO, writer: Any) -> Iterator[dict[str, Any]]:
-    """Protocol lines from stdin until it closes; a malformed one is answered and skipped."""
-    from edgelive.ipc import parse_line
-
-    for line in stdin:
-        if not line.strip():
-            continue
-        try:
-            yield parse_line(line)
-        except ValueError as exc:
-            _reject(writer, None, str(exc))
-
-
-def _first_config(messages: Iterator[dict[str, Any]], writer: Any) -> Any:
-    """The worker's config from its first valid config line; None when stdin closed."""
-    for message in messages:
-        if message["type"] != "config":
-            _reject(writer, message.get("id"), "the first line must be "
-                    "{\"type\": \"config\", \"config\": {…}}")
-            continue
-        try:
-            return _section(message)
-        except ValueError as exc:
-            _reject(writer, None, str(exc))
-    return None
-
-
 def _serve(pusher: Any, messages: Iterator[dict[str, Any]], writer: Any,
            on_eof: Callable[[], None]) -> None:
     """Answer command lines and apply config lines until stdin closes, then `on_eof`."""
+    from edgelive.ipc import reject
     from edgelive.pusher import CommandError
 
     for message in messages:
         if message["type"] == "config":
             try:
-                pusher.configure(_section(message))
+                pusher.configure(_validate(message.get("config")))
             except ValueError as exc:
-                _reject(writer, None, str(exc))
+                reject(writer, None, str(exc))
             continue
         if message["type"] != "cmd":
-            _reject(writer, message.get("id"), f"{message['type']} lines are not taken here")
+            reject(writer, message.get("id"), f"{message['type']} lines are not taken here")
             continue
         reply: dict[str, Any] = {"id": message.get("id")}
         try:
@@ -162,13 +128,13 @@ def _run(args: argparse.Namespace) -> int:
     from edgelive.codes import Source
     from edgelive.config.store import ConfigError
     from edgelive.events import EventLog, now_ms
-    from edgelive.ipc import LineWriter
+    from edgelive.ipc import LineWriter, first_config, read_messages
     from edgelive.pusher import Pusher
 
     writer = LineWriter(sys.stdout)
-    messages = _messages(sys.stdin, writer)
+    messages = read_messages(sys.stdin, writer)
     if args.worker:
-        config = _first_config(messages, writer)  # SIGTERM here just ends the process
+        config = first_config(messages, writer, _validate)  # SIGTERM here just ends the process
         if config is None:
             return 0
     else:
