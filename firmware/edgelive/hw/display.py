@@ -121,6 +121,8 @@ class SdlSink(VideoSink):
         self.size = (w.value, h.value)
         self._textures: dict[str, tuple[Any, tuple[int, int, str]]] = {}
         self._pixels = np.empty((self.size[1], self.size[0], 3), dtype=np.uint8)
+        self._event = sdl2.SDL_Event()
+        self._bytes = ctypes.POINTER(ctypes.c_uint8)
 
     def _texture(self, key: str, w: int, h: int, kind: str) -> Any:
         sdl2 = self._sdl
@@ -143,13 +145,10 @@ class SdlSink(VideoSink):
             pic = layer.picture
             texture = self._texture(layer.key, pic.width, pic.height, "yuv")
             y, u, v = pic.planes[:3]
-            sdl2.SDL_UpdateYUVTexture(texture, None,
-                                      ctypes.cast(y.buffer_ptr, ctypes.POINTER(ctypes.c_uint8)),
-                                      y.line_size,
-                                      ctypes.cast(u.buffer_ptr, ctypes.POINTER(ctypes.c_uint8)),
-                                      u.line_size,
-                                      ctypes.cast(v.buffer_ptr, ctypes.POINTER(ctypes.c_uint8)),
-                                      v.line_size)
+            cast, ptr = ctypes.cast, self._bytes  # the frame's own planes, no copy
+            sdl2.SDL_UpdateYUVTexture(texture, None, cast(y.buffer_ptr, ptr), y.line_size,
+                                      cast(u.buffer_ptr, ptr), u.line_size,
+                                      cast(v.buffer_ptr, ptr), v.line_size)
             return texture
         assert layer.rgba is not None
         rgba = np.ascontiguousarray(layer.rgba)
@@ -165,8 +164,11 @@ class SdlSink(VideoSink):
             texture = self._upload(layer)
             src = sdl2.SDL_Rect(layer.src.x, layer.src.y, layer.src.w, layer.src.h)
             dst = sdl2.SDL_Rect(layer.dst.x, layer.dst.y, layer.dst.w, layer.dst.h)
-            sdl2.SDL_RenderCopyEx(self._renderer, texture, src, dst, float(layer.angle), None,
-                                  sdl2.SDL_FLIP_NONE)
+            if layer.angle:
+                sdl2.SDL_RenderCopyEx(self._renderer, texture, src, dst, float(layer.angle),
+                                      None, sdl2.SDL_FLIP_NONE)
+            else:
+                sdl2.SDL_RenderCopy(self._renderer, texture, src, dst)
         hook = self.on_present
         if hook is not None:  # read back before the flip: the back buffer is undefined after
             sdl2.SDL_RenderReadPixels(self._renderer, None, sdl2.SDL_PIXELFORMAT_RGB24,
@@ -179,7 +181,7 @@ class SdlSink(VideoSink):
 
     def pump(self) -> bool:
         sdl2 = self._sdl
-        event = sdl2.SDL_Event()
+        event = self._event
         while sdl2.SDL_PollEvent(ctypes.byref(event)):
             if event.type == sdl2.SDL_QUIT:
                 return False

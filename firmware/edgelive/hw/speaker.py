@@ -2,7 +2,9 @@
 
 On a Raspberry Pi the two are separate ALSA devices whose names say which is which; on a
 PC whatever default device exists is used. Samples are queued (SDL_QueueAudio), so the
-player decides timing; muting queues silence, keeping the device's clock running.
+player decides timing; muting queues silence, keeping the device's clock running. The
+device is (re)opened at the stream's rate and channel count with float samples, the
+decoder's own format, so the player never resamples; SDL converts where a device must.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def pick_device(names: list[str], sound_mode: str) -> str | None:
 
 
 class Speaker:
-    """A 48 kHz stereo s16 SDL audio output with a queue and a mute switch."""
+    """An SDL float32 audio output with a queue and a mute switch."""
 
     def __init__(self, sound_mode: str = "speaker", muted: bool = False) -> None:
         import sdl2
@@ -38,30 +40,50 @@ class Speaker:
         names = [sdl2.SDL_GetAudioDeviceName(i, 0).decode(errors="replace")
                  for i in range(max(0, sdl2.SDL_GetNumAudioDevices(0)))]
         self.device_name = pick_device(names, sound_mode)
-        want = sdl2.SDL_AudioSpec(RATE, sdl2.AUDIO_S16SYS, CHANNELS, 1024)
+        self._dev = 0
+        self._format = (0, 0)
+        self._bytes_per_second = RATE * CHANNELS * 4
+        try:
+            self._open(RATE, CHANNELS)
+        except RuntimeError:
+            sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_AUDIO)
+            raise
+        self.muted = muted
+        self.driver = os.environ.get("SDL_AUDIODRIVER") or \
+            (sdl2.SDL_GetCurrentAudioDriver() or b"").decode()
+
+    def _open(self, rate: int, channels: int) -> None:
+        sdl2 = self._sdl
+        if self._dev:
+            sdl2.SDL_CloseAudioDevice(self._dev)
+        want = sdl2.SDL_AudioSpec(rate, sdl2.AUDIO_F32SYS, channels, 1024)
         have = sdl2.SDL_AudioSpec(0, 0, 0, 0)
         self._dev = sdl2.SDL_OpenAudioDevice(
             self.device_name.encode() if self.device_name else None, 0,
             ctypes.byref(want), ctypes.byref(have), 0)
         if self._dev == 0:
-            sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_AUDIO)
             raise RuntimeError(f"SDL audio device: {sdl2.SDL_GetError().decode()}")
+        self._format = (rate, channels)
+        self._bytes_per_second = rate * channels * 4
         sdl2.SDL_PauseAudioDevice(self._dev, 0)
-        self.muted = muted
-        self.driver = os.environ.get("SDL_AUDIODRIVER") or \
-            (sdl2.SDL_GetCurrentAudioDriver() or b"").decode()
 
-    def queue(self, samples: np.ndarray) -> None:
-        """Queue interleaved s16 stereo samples (silence of the same length when muted)."""
-        data = np.zeros_like(samples) if self.muted else np.ascontiguousarray(samples)
+    def queue(self, samples: np.ndarray, rate: int = RATE) -> None:
+        """Queue float32 samples, shape (n, channels), at `rate` Hz (silence of the same
+        length when muted); a new rate or channel count reopens the device."""
+        channels = samples.shape[1] if samples.ndim == 2 else 1
+        if (rate, channels) != self._format and samples.size:
+            self._open(rate, channels)
+        data = np.zeros_like(samples) if self.muted else np.ascontiguousarray(samples,
+                                                                              np.float32)
         if self._dev and data.size:
-            self._sdl.SDL_QueueAudio(self._dev, data.ctypes.data, data.nbytes)
+            address = data.__array_interface__["data"][0]  # cheaper than data.ctypes
+            self._sdl.SDL_QueueAudio(self._dev, address, data.nbytes)
 
     @property
     def queued_seconds(self) -> float:
         if not self._dev:
             return 0.0
-        return self._sdl.SDL_GetQueuedAudioSize(self._dev) / (RATE * CHANNELS * 2)
+        return self._sdl.SDL_GetQueuedAudioSize(self._dev) / self._bytes_per_second
 
     def close(self) -> None:
         if self._dev:

@@ -14,6 +14,7 @@ import numpy as np
 
 HW_DECODER = "h264_v4l2m2m"
 AUDIO_RATE = 48000
+"""Assumed until the stream says otherwise."""
 AUDIO_CHANNELS = 2
 
 
@@ -71,18 +72,43 @@ class VideoDecoder:
 
 
 class AudioDecoder:
-    """Decodes audio packets into interleaved signed 16-bit stereo at 48 kHz."""
+    """Decodes audio packets into interleaved float32 samples, (n, channels), at the
+    stream's own rate: SDL plays that as it is, so nothing is resampled (AAC decodes to
+    planar float; interleaving a batch of frames is one numpy copy per channel)."""
 
     def __init__(self, stream: av.AudioStream) -> None:
         self._ctx = stream.codec_context
-        self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE)
+        self._packer: av.AudioResampler | None = None
+        self.rate = stream.codec_context.sample_rate or AUDIO_RATE
+        """Sample rate of what `interleave` returned last."""
 
-    def decode(self, packet: av.Packet) -> np.ndarray:
+    def frames(self, packet: av.Packet) -> list[av.AudioFrame]:
         try:
-            frames = self._ctx.decode(packet)
-            out = [r for f in frames for r in self._resampler.resample(f)]
+            return self._ctx.decode(packet)
         except (av.FFmpegError, ValueError) as exc:
             raise DecodeError(str(exc)) from None
-        if not out:
-            return np.zeros(0, dtype=np.int16)
-        return np.concatenate([f.to_ndarray().reshape(-1) for f in out])
+
+    def interleave(self, frames: list[av.AudioFrame]) -> np.ndarray:
+        """The frames' samples, one after the other, channels interleaved."""
+        first = frames[0]
+        if first.format.name not in ("fltp", "flt"):  # other formats: convert to float
+            if self._packer is None:
+                self._packer = av.AudioResampler(format="flt", layout=first.layout.name,
+                                                 rate=first.sample_rate)
+            frames = [f for frame in frames for f in self._packer.resample(frame)]
+            if not frames:
+                return np.zeros((0, first.layout.nb_channels), dtype=np.float32)
+        self.rate = first.sample_rate
+        channels = first.layout.nb_channels
+        out = np.empty((sum(f.samples for f in frames), channels), dtype=np.float32)
+        row = 0
+        for frame in frames:
+            n = frame.samples
+            if frame.format.is_planar:
+                for ch, plane in enumerate(frame.planes[:channels]):
+                    out[row:row + n, ch] = np.frombuffer(plane, np.float32, n)
+            else:
+                out[row:row + n] = np.frombuffer(frame.planes[0], np.float32,
+                                                 n * channels).reshape(n, channels)
+            row += n
+        return out

@@ -66,7 +66,7 @@ def classify_open_error(url: str, exc: BaseException) -> int:
     return Code.WARNING_SERVER_CONN_FAIL
 
 
-@dataclass
+@dataclass(slots=True)
 class ArrivedPacket:
     """A demuxed packet with its arrival time (monotonic s) and timestamp in seconds."""
 
@@ -110,21 +110,30 @@ class StreamInput:
         `audio` are set from the first packet of each kind.
         """
         assert self.container is not None, "open() first"
+        # Per stream index: (time base as a float, is video); Fraction arithmetic per
+        # packet costs more than the rest of this loop.
+        kinds: dict[int, tuple[float, bool]] = {}
+        clock = time.monotonic
         try:
             for packet in self.container.demux():
-                if packet.size == 0 or packet.pts is None or packet.time_base is None:
+                size, pts = packet.size, packet.pts
+                if size == 0 or pts is None:
                     continue
-                kind = packet.stream.type
-                if kind == "video" and self.video is None:
-                    self.video = packet.stream
-                elif kind == "audio" and self.audio is None:
-                    self.audio = packet.stream
-                elif kind not in ("video", "audio"):
-                    continue
-                self.bytes_received += packet.size
-                is_video = kind == "video"
-                yield ArrivedPacket(packet, time.monotonic(), float(packet.pts * packet.time_base),
-                                    is_video, is_video and packet.is_keyframe)
+                stream = packet.stream
+                known = kinds.get(stream.index)
+                if known is None:
+                    kind = stream.type
+                    if kind not in ("video", "audio") or stream.time_base is None:
+                        continue
+                    if kind == "video" and self.video is None:
+                        self.video = stream
+                    elif kind == "audio" and self.audio is None:
+                        self.audio = stream
+                    known = kinds[stream.index] = (float(stream.time_base), kind == "video")
+                scale, is_video = known
+                self.bytes_received += size
+                yield ArrivedPacket(packet, clock(), pts * scale, is_video,
+                                    is_video and packet.is_keyframe)
         except av.ExitError:
             if is_rtmp(self.url):
                 raise InputError(Code.PLAY_EVT_PLAY_END, "no data: the stream ended",

@@ -25,6 +25,9 @@ MAX_QUEUED = 4000
 """Packets kept at most (minutes of a low-rate stream); the oldest go first beyond it."""
 END_POLL = 1.0
 """Pause between looks for a new publisher after an RTMP stream ended."""
+SPARSE_VIDEO = 0.1
+"""Sound wakes the render loop only when no picture arrived for this long (s); otherwise
+it is taken with the next picture, so the loop wakes once per picture."""
 
 _session_ids = itertools.count(1)
 
@@ -45,7 +48,11 @@ class Feed:
         self.url = url
         self.role = role
         self._on_arrival = on_arrival
-        """Called after each queued item, so the render loop can sleep until data comes."""
+        """Called when an item is queued and the render loop was not woken since its last
+        `drain()`, so the loop sleeps until data comes, once per batch."""
+        self.wake_on_audio = True
+        """False when nobody listens: sound then always waits for the next picture."""
+        self._woken = False
         self._events = events
         self._policy = policy
         self._queue: deque[Session | ArrivedPacket] = deque()
@@ -73,18 +80,20 @@ class Feed:
             thread.join(timeout)
         self.state = "stopped"
 
-    def drain(self) -> list[Session | ArrivedPacket]:
+    def drain(self) -> deque[Session | ArrivedPacket]:
+        """What arrived since the last call, oldest first."""
+        self._woken = False  # before taking: a later arrival wakes the loop again
         with self._lock:
-            items = list(self._queue)
-            self._queue.clear()
+            items, self._queue = self._queue, deque()
         return items
 
-    def _put(self, item: Session | ArrivedPacket) -> None:
+    def _put(self, item: Session | ArrivedPacket, wake: bool = True) -> None:
         with self._lock:
             if len(self._queue) >= MAX_QUEUED:
                 self._queue.popleft()
             self._queue.append(item)
-        if self._on_arrival is not None:
+        if wake and not self._woken and self._on_arrival is not None:
+            self._woken = True
             self._on_arrival()
 
     def _emit(self, code: Code | int, msg: str, **detail: object) -> None:
@@ -124,6 +133,7 @@ class Feed:
     def _read(self, stream: StreamInput, connect_pending: bool) -> None:
         """Queue packets; `connect_pending`: 2001 was held back (waiting for a publisher)."""
         first_packet, first_key = True, True
+        last_video = 0.0
         for arrived in stream.packets():
             if self._stop.is_set():
                 return
@@ -140,7 +150,12 @@ class Feed:
                 first_key = False
                 self._emit(Code.PLAY_EVT_RCV_FIRST_I_FRAME, "first key frame received")
             self.bytes_received += arrived.packet.size
-            self._put(arrived)
+            if arrived.is_video:
+                last_video = arrived.arrived
+                self._put(arrived)
+            else:
+                self._put(arrived, self.wake_on_audio
+                          and arrived.arrived - last_video > SPARSE_VIDEO)
 
     def _failed(self, exc: InputError) -> bool:
         """Report a failure and wait before the next attempt; False = stop for good."""

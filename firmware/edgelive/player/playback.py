@@ -37,12 +37,16 @@ FORWARD_JUMP = 5.0
 """Timestamp steps beyond these (s) between video packets are discontinuities (2107)."""
 AUDIO_BACKLOG = 0.3
 """Sound queued beyond this (s) is dropped: playback is catching up."""
+AUDIO_LEAD = 0.05
+"""Sound goes to the device this far (s) ahead of its time, a few packets per wake-up: the
+render loop wakes for pictures, and sound rides along unless it is due before the next
+picture."""
 
 
 class AudioOut(Protocol):
     muted: bool
 
-    def queue(self, samples: np.ndarray) -> None: ...
+    def queue(self, samples: np.ndarray, rate: int) -> None: ...
 
     @property
     def queued_seconds(self) -> float: ...
@@ -125,11 +129,11 @@ class Playback:
 
     def step(self) -> bool:
         """Take what arrived and advance; True when `picture` changed."""
-        for item in self.feed.drain():
-            if isinstance(item, Session):
-                self._new_session(item)
-            else:
-                self._accept(item)
+        audio = self.audio
+        self.feed.wake_on_audio = audio is not None and not audio.muted
+        items = self.feed.drain()
+        if items:
+            self._take(items)
         if self.paused:
             self._video.clear()
             self._audio.clear()
@@ -143,20 +147,40 @@ class Playback:
         return self._play_due()
 
     def next_due_in(self) -> float:
-        """Seconds until the next queued packet is due (how long the loop may sleep);
-        infinite when nothing is queued: the feed wakes the loop when data arrives."""
+        """Seconds until the loop must run again for this stream (the next picture, or
+        sound due before it); infinite when nothing is queued: the feed wakes the loop
+        when data arrives."""
         if not self._clock.started or not self._shown_first:
             return float("inf")
-        queues = (self._video, self._audio) if self.audio is not None else (self._video,)
-        heads = [q[0].pts for q in queues if q]
-        return self._clock.due_in(min(heads)) if heads else float("inf")
+        video = self._video[0].pts if self._video else None
+        if self.audio is not None and self._audio:
+            # with no picture queued, the next one is expected a frame after the last
+            expected = video if video is not None else \
+                (self._last_video_pts or 0.0) + self._frame_interval
+            sound = self._audio[0].pts
+            if sound < expected:
+                return self._clock.due_in(sound - AUDIO_LEAD)
+        return float("inf") if video is None else self._clock.due_in(video)
 
-    def _accept(self, p: ArrivedPacket) -> None:
-        self.stats.packet(p.packet.size, p.is_video, p.is_key, p.pts, p.arrived)
-        self._lag.packet_arrived()
-        if not p.is_video:
-            self._audio.append(p)
-            return
+    def _take(self, items: deque[Session | ArrivedPacket]) -> None:
+        """Queue a batch from the feed (a new session restarts everything)."""
+        packet = self.stats.packet
+        arrived = False
+        for item in items:
+            if isinstance(item, Session):
+                self._new_session(item)
+                arrived = False
+                continue
+            arrived = True
+            packet(item.packet.size, item.is_video, item.is_key, item.pts, item.arrived)
+            if item.is_video:
+                self._accept_video(item)
+            else:
+                self._audio.append(item)
+        if arrived:
+            self._lag.packet_arrived()
+
+    def _accept_video(self, p: ArrivedPacket) -> None:
         last = self._last_video_pts
         if last is not None and (p.pts < last - BACKWARD_JUMP or p.pts > last + FORWARD_JUMP):
             self._events.emit(Code.PLAY_WARNING_VIDEO_DISCONTINUITY, "timestamps jumped",
@@ -252,8 +276,12 @@ class Playback:
                 if shown is not None:
                     self.stats.dropped += 1
                 shown = frame
-        while self._audio and self._audio[0].pts <= position:
-            self._play_audio(self._audio.popleft())
+        audio, horizon = self._audio, position + AUDIO_LEAD
+        if audio and audio[0].pts <= horizon:
+            due = []
+            while audio and audio[0].pts <= horizon:
+                due.append(audio.popleft())
+            self._play_audio(due)
         if shown is None:
             return False
         self._set_picture(shown)
@@ -280,28 +308,32 @@ class Playback:
             self._video_failing = False
         return frames[-1] if frames else None
 
-    def _play_audio(self, p: ArrivedPacket) -> None:
-        """Decode and queue a due audio packet; muted, nothing is decoded (AAC frames
-        decode independently, so unmuting needs no warm-up) and the device plays silence."""
-        if (self.audio is None or self.audio.muted or self._session is None
-                or self._session.input is None):
+    def _play_audio(self, due: list[ArrivedPacket]) -> None:
+        """Decode the due audio packets and queue them in one piece; muted, nothing is
+        decoded (AAC frames decode independently, so unmuting needs no warm-up) and the
+        device plays silence."""
+        out = self.audio
+        if out is None or out.muted or self._session is None or self._session.input is None:
             return
-        if self._audio_dec is None:
+        decoder = self._audio_dec
+        if decoder is None:
             stream = self._session.input.audio
             if stream is None:
                 return
-            self._audio_dec = AudioDecoder(stream)
-        try:
-            samples = self._audio_dec.decode(p.packet)
-        except DecodeError as exc:
-            if not self._audio_failing:
-                self._audio_failing = True
-                self._events.emit(Code.PLAY_WARNING_AUDIO_DECODE_FAIL,
-                                  f"audio decode failed: {exc}", role=self.feed.role)
-            return
-        self._audio_failing = False
-        if self.audio.queued_seconds < AUDIO_BACKLOG:
-            self.audio.queue(samples)
+            decoder = self._audio_dec = AudioDecoder(stream)
+        frames: list[av.AudioFrame] = []
+        for p in due:
+            try:
+                frames += decoder.frames(p.packet)
+            except DecodeError as exc:
+                if not self._audio_failing:
+                    self._audio_failing = True
+                    self._events.emit(Code.PLAY_WARNING_AUDIO_DECODE_FAIL,
+                                      f"audio decode failed: {exc}", role=self.feed.role)
+                continue
+            self._audio_failing = False
+        if frames and out.queued_seconds < AUDIO_BACKLOG:
+            out.queue(decoder.interleave(frames), decoder.rate)
 
     def _set_picture(self, frame: av.VideoFrame) -> None:
         if frame.format.name not in ("yuv420p", "yuvj420p"):

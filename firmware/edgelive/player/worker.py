@@ -1,24 +1,23 @@
 """The player worker: feeds → playbacks → one screen, driven by commands (SPEC §4).
 
 Rendering happens on one thread, the one that made the sink (SDL requires it); feeds read
-the network in their own threads and wake the render loop when data arrives, so the loop
-sleeps until the next picture is due, a packet or command arrives, or a second passes.
-Commands from any thread are queued and run between frames. Each second (and on every
-change) a state line and the netstatus go out; events as they happen.
+the network in their own threads. The loop sleeps until the next picture is due, data or a
+command arrives, or 0.1 s passes; sound rides along with pictures (player/feed.py), so a
+steady stream costs about two wake-ups per picture: its arrival and its due time. Commands from
+any thread are queued and run between frames. Each second (and on every change) a state
+line and the netstatus go out; events as they happen.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
-
-import av
 
 from edgelive.codes import Code
 from edgelive.config.schema import PlayerConfig
@@ -26,9 +25,12 @@ from edgelive.events import Event, EventLog, now_ms
 from edgelive.hw.display import VideoSink
 from edgelive.hw.display_status import DisplayStatus
 from edgelive.ipc import LineWriter
+from edgelive.player.backup import BackupSource
+from edgelive.player.display_follow import DisplayFollower
 from edgelive.player.feed import Feed
 from edgelive.player.playback import AudioOut, Playback
 from edgelive.player.screen import ScreenState, compose, debug_lines, screen_state
+from edgelive.player.snapshot import encode_jpeg
 from edgelive.policy.buffer import PLAY_STALL_LAG, targets_for
 from edgelive.policy.reconnect import ReconnectPolicy
 
@@ -51,18 +53,6 @@ class CommandError(Exception):
         self.code = code
 
 
-def encode_jpeg(frame: av.VideoFrame, quality: int = 5) -> bytes:
-    """A JPEG of a decoded picture (MJPEG encoder; `quality` is its qscale, 2 = best)."""
-    ctx = av.CodecContext.create("mjpeg", "w")
-    ctx.width, ctx.height = frame.width, frame.height
-    ctx.pix_fmt = "yuvj420p"
-    ctx.time_base = Fraction(1, 25)
-    ctx.qmin = ctx.qmax = quality
-    picture = frame.reformat(format="yuvj420p")
-    picture.pts = 0
-    return b"".join(bytes(p) for p in [*ctx.encode(picture), *ctx.encode(None)])
-
-
 class Player:
     """Plays `config.src` (and `pip-src`, `backup-src`) on `sink`; call `run()` on the
     rendering thread, everything else from any thread."""
@@ -78,18 +68,15 @@ class Player:
         self._make_speaker = speaker
         self._speaker: AudioOut | None = None
         self._prefer_hardware = prefer_hardware
-        self._commands: queue.Queue[tuple[dict[str, Any], Callable[[dict], None]]] = \
-            queue.Queue()
+        self._commands: deque[tuple[dict[str, Any], Callable[[dict], None]]] = deque()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self.main: Playback | None = None
         self.pip: Playback | None = None
-        self.backup: Playback | None = None
+        self._backup = BackupSource(events, self._start_backup)
         self.paused = False
         self._stopped = False
-        self._display: DisplayStatus | None = None
-        self._display_seen: DisplayStatus | None = None
-        self._display_paused = False
+        self._display = DisplayFollower(events)
         self.fullscreen = not config.layout
         self.shown_ms = 0
         """Wall-clock ms when the picture on screen was first shown."""
@@ -104,7 +91,7 @@ class Player:
 
     def submit(self, cmd: dict[str, Any], reply: Callable[[dict], None] | None = None) -> None:
         """Queue a command `{"id", "verb", "args"}`; `reply` gets the response dict."""
-        self._commands.put((cmd, reply or self._write_response))
+        self._commands.append((cmd, reply or self._write_response))
         self._wake.set()
 
     def request(self, verb: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
@@ -115,7 +102,7 @@ class Player:
 
     def display_changed(self, status: DisplayStatus) -> None:
         """The display was plugged/unplugged or turned on/off (DisplayWatcher callback)."""
-        self._display = status
+        self._display.status = status
         self._wake.set()
 
     def stop(self) -> None:
@@ -125,25 +112,27 @@ class Player:
     # -- the render loop
 
     def run(self, duration: float | None = None) -> None:
-        deadline = None if duration is None else time.monotonic() + duration
-        next_report = time.monotonic()
-        last_loop = time.monotonic()
+        clock, wake = time.monotonic, self._wake
+        deadline = math.inf if duration is None else clock() + duration
+        next_report = last_loop = clock()
         if self.config.autoplay and self.config.src:
             self._play()
         try:
-            while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                self._wake.clear()
-                self._run_commands()
-                self._follow_display()
+            while not self._stop.is_set() and clock() < deadline:
+                wake.clear()
+                if self._commands:
+                    self._run_commands()
+                if self._display.status is not None:
+                    self._follow_display()
                 changed = False
                 for playback in self._playbacks():
                     changed |= playback.step()
-                self._follow_backup()
+                self._backup.follow(self.main, bool(self.config.backup_src), self.paused)
                 state = self._screen_state()
                 if changed or state != self._screen:
                     self._screen = state
                     self._present()
-                now = time.monotonic()
+                now = clock()
                 if now - last_loop > PLAY_STALL_LAG:
                     self.events.emit(Code.PLAY_WARNING_VIDEO_PLAY_LAG, "render loop stalled",
                                      lag_ms=round((now - last_loop) * 1000))
@@ -156,12 +145,17 @@ class Player:
                     self._report_state(heartbeat=False)
                 if not self.sink.pump():
                     break
-                waits = [p.next_due_in() for p in self._playbacks()]
-                self._wake.wait(max(0.0, min([MAX_WAIT, next_report - now, *waits])))
+                self._sleep(max(0.0, min(MAX_WAIT, next_report - now)))
         finally:
             self._stop_feeds()
             self._run_commands()
             self._report_state(heartbeat=False)
+
+    def _sleep(self, longest: float) -> None:
+        """Sleep until the next picture is due, data arrives or `longest` s pass."""
+        for playback in self._playbacks():
+            longest = min(longest, playback.next_due_in())
+        self._wake.wait(max(0.0, longest))
 
     def close(self) -> None:
         self._stop_feeds()
@@ -170,8 +164,13 @@ class Player:
             close()
         self.sink.close()
 
+    @property
+    def backup(self) -> Playback | None:
+        """The backup-src playback while it runs."""
+        return self._backup.playback
+
     def _playbacks(self) -> list[Playback]:
-        return [p for p in (self.main, self.pip, self.backup) if p is not None]
+        return [p for p in (self.main, self.pip, self._backup.playback) if p is not None]
 
     # -- playing
 
@@ -202,13 +201,17 @@ class Player:
         self.main = self._playback(self.config.src, "main", self._speaker)
         if self.config.picture_in_picture_mode != "off" and self.config.pip_src:
             self.pip = self._playback(self.config.pip_src, "pip", None)
-        if self._display_paused:
+        if self._display.paused:
             self._set_paused(True)
+
+    def _start_backup(self) -> Playback:
+        return self._playback(self.config.backup_src, "backup", self._speaker)
 
     def _stop_feeds(self) -> None:
         for playback in self._playbacks():
             playback.feed.stop()
-        self.pip = self.backup = None
+        self.pip = None
+        self._backup.stop()
 
     def _set_paused(self, paused: bool) -> None:
         for playback in self._playbacks():
@@ -217,52 +220,21 @@ class Player:
             else:
                 playback.resume()
 
-    def _follow_backup(self) -> None:
-        """Show backup-src while src is unreachable (its fast reconnects failed); go back
-        to src once it shows a picture again."""
-        main, backup = self.main, self.backup
-        if main is None or not self.config.backup_src:
-            return
-        if backup is None and main.feed.state == "disconnected":
-            self.backup = self._playback(self.config.backup_src, "backup", self._speaker)
-            self.events.emit(Code.PLAY_BACKUP_ON, "src unreachable: playing backup-src")
-            if self.paused:
-                self.backup.pause()
-        elif backup is not None and main.active and main.picture is not None:
-            backup.feed.stop()
-            self.backup = None
-            self.events.emit(Code.PLAY_BACKUP_OFF, "src is back")
-
     def _shown(self) -> Playback | None:
         """The playback on the main screen area: src, or backup-src while src is away."""
-        if self.backup is not None and self.backup.picture is not None:
-            return self.backup
-        return self.main
-
-    # -- display presence (auto-pause-if-navigate / -open-native, background-mute)
+        return self._backup.playback if self._backup.showing else self.main
 
     def _follow_display(self) -> None:
-        status = self._display
-        if status is None or status == self._display_seen:
+        """Apply auto-pause and background-mute when the display's status changed."""
+        was_paused = self._display.paused
+        if not self._display.follow(self.config):
             return
-        was = self._display_seen
-        self._display_seen = status
-        if was is not None and (was.plugged and was.on) != (status.plugged and status.on):
-            code = Code.DISPLAY_ON if status.plugged and status.on else Code.DISPLAY_OFF
-            self.events.emit(code, "display " + ("on" if code == Code.DISPLAY_ON else
-                                                 "unplugged" if not status.plugged else "off"))
-        pause = ((not status.plugged and self.config.auto_pause_if_navigate)
-                 or (status.plugged and not status.on and self.config.auto_pause_if_open_native))
-        if pause != self._display_paused:
-            self._display_paused = pause
-            if not self.paused:  # a user's pause stays until the user resumes
-                self._set_paused(pause)
+        if self._display.paused != was_paused and not self.paused:
+            self._set_paused(self._display.paused)  # a user's pause stays until resumed
         self._apply_mute()
 
     def _audible(self) -> bool:
-        status = self._display
-        dark = status is not None and not (status.plugged and status.on)
-        return not (self.config.muted or (self.config.background_mute and dark))
+        return self._display.audible(self.config)
 
     def _apply_mute(self) -> None:
         if self._speaker is not None:
@@ -271,11 +243,8 @@ class Player:
     # -- commands
 
     def _run_commands(self) -> None:
-        while True:
-            try:
-                cmd, reply = self._commands.get_nowait()
-            except queue.Empty:
-                return
+        while self._commands:
+            cmd, reply = self._commands.popleft()
             try:
                 result = self._execute(str(cmd.get("verb")), dict(cmd.get("args") or {}))
                 reply({"id": cmd.get("id"), "ok": True, "code": 0, "result": result})
@@ -320,7 +289,7 @@ class Player:
         if self.main is None or paused == self.paused:
             return
         self.paused = paused
-        if not self._display_paused:
+        if not self._display.paused:
             self._set_paused(paused)
 
     def apply_config(self, section: dict[str, Any]) -> None:
@@ -338,7 +307,7 @@ class Player:
         elif running:
             for playback in self._playbacks():
                 playback.set_targets(self._targets())
-        self._display_seen = None  # re-apply auto-pause and background-mute
+        self._display.reapply()  # auto-pause and background-mute may have changed
         self._apply_mute()
 
     def _snapshot(self) -> dict[str, Any]:
@@ -355,9 +324,9 @@ class Player:
         """idle | connecting | playing | paused | reconnecting | stopped"""
         if self.main is None:
             return "stopped" if self._stopped else "idle"
-        if self.paused or self._display_paused:
+        if self.paused or self._display.paused:
             return "paused"
-        if self.backup is not None and self.backup.picture is not None:
+        if self._backup.showing:
             return "playing"
         return _FEED_TO_STATE.get(self.main.feed.state, "connecting")
 
@@ -376,7 +345,7 @@ class Player:
         feed_state = shown.feed.state if shown is not None else "idle"
         has_picture = shown is not None and shown.picture is not None
         return screen_state(self.config, feed_state, has_picture, self.fullscreen,
-                            self.paused or self._display_paused, self.netstatus)
+                            self.paused or self._display.paused, self.netstatus)
 
     def _present(self) -> None:
         assert self._screen is not None
