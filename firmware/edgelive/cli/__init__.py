@@ -22,13 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgelive {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"edgelive.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"edgelive.cli.{name}":
-                continue  # command group not built into this release
-            raise
-        module.register(sub)
+        importlib.import_module(f"edgelive.cli.{name}").register(sub)
     return parser
 
 
