@@ -18,7 +18,9 @@ COMMAND_MODULES = ["run_cmd", "push_cmd", "play_cmd", "config_cmd", "fleet_cmd",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgelive", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="edgelive", description="Raspberry Pi live camera box: RTMP pusher, HDMI player, "
+        "MQTT fleet control, status LEDs.")
     parser.add_argument("--version", action="version", version=f"edgelive {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
