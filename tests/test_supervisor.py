@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -155,8 +156,14 @@ def test_edgelive_status_reads_the_running_box(mosquitto: Mosquitto, run_box,
     assert out.returncode == 1 and "no running box" in out.stderr
 
 
+def box_status(tmp_path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-m", "edgelive", "status", "--json", "--state-dir",
+                          str(tmp_path / "state")], capture_output=True, text=True, timeout=10)
+    return json.loads(out.stdout)
+
+
 def test_streaming_box_survives_broker_restart_and_worker_crash(
-        mosquitto: Mosquitto, nginx: NginxRtmp, run_box) -> None:
+        mosquitto: Mosquitto, nginx: NginxRtmp, run_box, tmp_path: Path) -> None:
     """The stream never stops while the broker is away; a killed worker is restarted."""
     url = nginx.url("box")
     box = run_box(box_config(mosquitto, pusher={
@@ -187,6 +194,21 @@ def test_streaming_box_survives_broker_restart_and_worker_crash(
     mosquitto.start()
     asyncio.run(online_and_pushing())  # status and state republished
     assert len(nginx.recordings("box")) == sessions  # same RTMP session all along
+
+    async def reconfigure(partial: dict) -> None:
+        async with operator(mosquitto) as fleet:
+            [outcome] = await fleet.set_config(BOX, {"pusher": partial}, timeout=10)
+            assert outcome.report and outcome.report["applied"] is True
+
+    # a live key reaches the running pusher: same RTMP session, new bitrate ceiling
+    asyncio.run(reconfigure({"max-bitrate": 150}))
+    wait(lambda: 0 < box_status(tmp_path)["pusher"]["netstatus"].get("targetBitrate", 0) <= 150,
+         10)
+    assert len(nginx.recordings("box")) == sessions and nginx.publishers("box") == 1
+    # a key the pusher cannot take live restarts that worker alone: a new publish
+    asyncio.run(reconfigure({"fps": 10}))
+    wait(lambda: len(nginx.recordings("box")) == sessions + 1, 15)
+    wait(lambda: nginx.publishers("box") == 1, 10)
 
     async def restarted() -> None:
         async with operator(mosquitto) as fleet:
