@@ -216,4 +216,6 @@ def test_button_close_twice_frees_the_pin(factory: MockFactory) -> None:
     button = Presses().button(factory)
     button.close()
     button.close()
-    LED(22, pin_factory=factory).close()
+    led = LED(22, pin_factory=factory)  # raises GPIOPinInUse while the button holds the pin
+    assert not led.closed
+    led.close()
