@@ -70,14 +70,16 @@ class BaseAudio:
         self.start_ms: int | None = None
         self._pts = 0
         self._opened = False
+        self._zeros = np.zeros((channels, FRAME_SAMPLES), dtype=np.float32)
 
     def _check_open(self) -> None:
         if not self._opened:
             raise MicError(f"{self.name}: not open")
 
     def _silence(self) -> av.AudioFrame:
-        data = np.zeros((self.channels, FRAME_SAMPLES), dtype=np.float32)
-        return av.AudioFrame.from_ndarray(data, format="fltp", layout=LAYOUTS[self.channels])
+        # from_ndarray copies, so one zero buffer serves every frame.
+        return av.AudioFrame.from_ndarray(self._zeros, format="fltp",
+                                          layout=LAYOUTS[self.channels])
 
     def _emit(self, frame: av.AudioFrame) -> av.AudioFrame:
         if self.start_ms is None:

@@ -311,6 +311,9 @@ class AudioEncoder:
         self._resampler = av.AudioResampler(format="fltp", layout=layout,
                                             rate=plan.sample_rate,
                                             frame_size=ctx.frame_size)
+        self._resampling = False
+        """Set once a frame needed the resampler: from then on all go through it, so
+        samples it holds back are never overtaken."""
         self._next_pts: int | None = None
         self._closed = False
 
@@ -333,7 +336,7 @@ class AudioEncoder:
         frame.pts = None
         packets: list[av.Packet] = []
         try:
-            for chunk in self._resampler.resample(frame):
+            for chunk in self._chunks(frame):
                 chunk.pts = self._next_pts
                 chunk.time_base = self._ctx.time_base
                 self._next_pts += chunk.samples
@@ -341,6 +344,19 @@ class AudioEncoder:
         except (av.FFmpegError, ValueError) as exc:
             raise AudioEncodeError(f"AAC encoding failed: {exc}") from None
         return packets
+
+    def _chunks(self, frame: av.AudioFrame) -> list[av.AudioFrame]:
+        """`frame` as encoder-sized fltp chunks; one that is already that (the sources'
+        usual frames) skips the resampler's filter graph."""
+        if not self._resampling and self._fits(frame):
+            return [frame]
+        self._resampling = True
+        return self._resampler.resample(frame)
+
+    def _fits(self, frame: av.AudioFrame) -> bool:
+        return (frame.samples == self._ctx.frame_size
+                and frame.sample_rate == self.plan.sample_rate
+                and frame.format.name == "fltp" and frame.layout.name == self._layout)
 
     def close(self) -> None:
         self._closed = True  # PyAV frees the codec context with its last reference
