@@ -13,6 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     push = sub.add_parser("push", help="CPU vs ffmpeg at 720p30, and glass-to-glass latency")
     push.add_argument("--seconds", type=float, default=20.0, help="stream seconds per CPU run")
     push.add_argument("--latency-seconds", type=float, default=10.0)
+    push.add_argument("--runs", type=int, default=3, help="alternating ffmpeg/pusher pairs")
     push.set_defaults(func=_push)
 
     play = sub.add_parser("play", help="decode+render CPU vs ffmpeg, and render latency")
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _push(args: argparse.Namespace) -> int:
     from edgelive.bench.push import run
 
-    print(run(args.seconds, args.latency_seconds))
+    print(run(args.seconds, args.latency_seconds, args.runs))
     return 0
 
 
