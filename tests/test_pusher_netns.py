@@ -34,7 +34,12 @@ def test_bitrate_follows_a_short_link_without_reconnecting_and_climbs_back(
     first_below = next(r.t for r in short
                        if r.target_kbps is not None and r.target_kbps + AUDIO_KBPS <= 400)
     assert first_below - drop <= 10, timeline
-    assert all(r.target_kbps + AUDIO_KBPS <= 400 * 1.1 for r in short if r.t >= first_below)
+    # From then on what leaves the box fits the link. The target itself may probe past it
+    # while the encoder leaves it unused (a simple scene), but does not sit there.
+    settled = [r for r in short if r.t >= first_below]
+    assert all(r.send_kbps is None or r.send_kbps <= 400 * 1.1 for r in settled), timeline
+    over = [r.t for r in settled if r.target_kbps + AUDIO_KBPS > 400 * 1.1]
+    assert len(over) <= len(settled) // 4, timeline
     assert any(r.width is not None and r.width < 960 for r in short), timeline
     # 1101 once, no reconnect: no 1102/3004/3005 and nginx saw one publish
     codes = [e["code"] for e in result.events]

@@ -219,5 +219,6 @@ def test_snapshot_is_a_jpeg_of_the_current_picture_with_its_time(nginx: NginxRtm
     with av.open(io.BytesIO(result["jpeg"])) as container:
         picture = next(container.decode(video=0))
     assert (picture.width, picture.height) == (320, 180)
-    assert 0 <= result["ts"] / 1000 - asked < 0.5
+    # the next picture sent: captured at most a frame interval before the ask
+    assert -0.1 <= result["ts"] / 1000 - asked < 0.5
     assert in_order(rec.codes(), [{1002}, {Code.SNAPSHOT_TAKEN}])
