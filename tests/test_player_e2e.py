@@ -53,11 +53,13 @@ def ffmpeg_http_flv(port: int, seconds: float = 60) -> subprocess.Popen[bytes]:
 
 
 def wait_listening(port: int, timeout: float = 15.0) -> None:
-    """Wait for a listening socket without connecting (the server takes one client only)."""
+    """Wait for a listening socket without connecting (the server takes one client only).
+    A player already retrying may be its client by then: the listener is gone, so an
+    accepted connection counts too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(["ss", "-Htn", "state", "listening", "state", "established",
+                              f"sport = :{port}"], capture_output=True, text=True).stdout
         if out.strip():
             return
         time.sleep(0.05)

@@ -107,13 +107,20 @@ class SdlSink(VideoSink):
 
         self._sdl = sdl2
         self.name = "offscreen" if offscreen else "sdl"
+        if offscreen:
+            # No GPU behind an offscreen window: SDL's default there is OpenGL emulated on
+            # the CPU (Mesa llvmpipe), for the renderer and the window framebuffer alike,
+            # at 4-5x the CPU of its plain software renderer.
+            sdl2.SDL_SetHint(sdl2.SDL_HINT_RENDER_DRIVER, b"software")
+            sdl2.SDL_SetHint(sdl2.SDL_HINT_FRAMEBUFFER_ACCELERATION, b"0")
         if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_VIDEO) != 0:
             raise RuntimeError(f"SDL video: {sdl2.SDL_GetError().decode()}")
         flags = sdl2.SDL_WINDOW_FULLSCREEN_DESKTOP if fullscreen and not offscreen else 0
         self._window = sdl2.SDL_CreateWindow(b"edgelive", sdl2.SDL_WINDOWPOS_CENTERED,
                                              sdl2.SDL_WINDOWPOS_CENTERED, size[0], size[1],
                                              flags)
-        self._renderer = sdl2.SDL_CreateRenderer(self._window, -1, 0)
+        self._renderer = sdl2.SDL_CreateRenderer(
+            self._window, -1, sdl2.SDL_RENDERER_SOFTWARE if offscreen else 0)
         if not self._window or not self._renderer:
             raise RuntimeError(f"SDL window: {sdl2.SDL_GetError().decode()}")
         w, h = ctypes.c_int(), ctypes.c_int()
@@ -158,8 +165,9 @@ class SdlSink(VideoSink):
 
     def present(self, layers: Sequence[Layer]) -> int:
         sdl2 = self._sdl
-        sdl2.SDL_SetRenderDrawColor(self._renderer, 0, 0, 0, 255)
-        sdl2.SDL_RenderClear(self._renderer)
+        if not self._covered(layers):  # else every pixel is drawn anyway: skip the fill
+            sdl2.SDL_SetRenderDrawColor(self._renderer, 0, 0, 0, 255)
+            sdl2.SDL_RenderClear(self._renderer)
         for layer in layers:
             texture = self._upload(layer)
             src = sdl2.SDL_Rect(layer.src.x, layer.src.y, layer.src.w, layer.src.h)
@@ -178,6 +186,13 @@ class SdlSink(VideoSink):
         if hook is not None:
             hook(self._pixels.copy(), shown)
         return shown
+
+    def _covered(self, layers: Sequence[Layer]) -> bool:
+        """The bottom layer is an opaque picture filling the whole screen."""
+        if not layers or layers[0].picture is None or layers[0].angle % 180:
+            return False
+        dst, (w, h) = layers[0].dst, self.size
+        return dst.x <= 0 and dst.y <= 0 and dst.x + dst.w >= w and dst.y + dst.h >= h
 
     def pump(self) -> bool:
         sdl2 = self._sdl
