@@ -135,3 +135,30 @@ def test_backup_src_plays_while_src_is_unreachable_and_src_takes_over_again(
         stop(backup)
         if server is not None:
             stop(server)
+
+
+def test_render_loop_wakes_about_once_per_picture(nginx: NginxRtmp, players) -> None:  # noqa: F811
+    """A picture queued for later is taken when the loop wakes for the one before it: the
+    feed does not wake the loop for each arrival as well (CPU: one wake-up per picture)."""
+    shown: list[int] = []
+    pusher = ffmpeg_push(nginx.url("wakes"), audio=False)
+    try:
+        p = play(players, nginx.url("wakes"), on_present=lambda px, ms: shown.append(ms))
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        time.sleep(1.0)
+        assert p.player is not None
+        wakes: list[float] = []
+        wait = p.player._wake.wait
+
+        def counted(timeout: float | None = None) -> bool:
+            wakes.append(time.monotonic())
+            return wait(timeout)
+
+        p.player._wake.wait = counted  # type: ignore[method-assign]
+        before = len(shown)
+        time.sleep(3.0)
+        pictures = len(shown) - before
+    finally:
+        stop(pusher)
+    assert pictures >= 60, pictures  # 25 fps
+    assert len(wakes) <= 1.25 * pictures, (len(wakes), pictures)

@@ -52,6 +52,7 @@ class Feed:
         `drain()`, so the loop sleeps until data comes, once per batch."""
         self.wake_on_audio = True
         """False when nobody listens: sound then always waits for the next picture."""
+        self._wake_on_video = True
         self._woken = False
         self._events = events
         self._policy = policy
@@ -86,6 +87,16 @@ class Feed:
         with self._lock:
             items, self._queue = self._queue, deque()
         return items
+
+    def wake_on_video(self, wanted: bool) -> None:
+        """Whether an arriving picture wakes the render loop. Not while pictures are queued:
+        the loop wakes for the first of them and takes the newcomers then, so each picture
+        costs one wake-up instead of two. Turned back on with something queued meanwhile,
+        it wakes the loop now."""
+        self._wake_on_video = wanted
+        if wanted and self._queue and not self._woken and self._on_arrival is not None:
+            self._woken = True
+            self._on_arrival()
 
     def _put(self, item: Session | ArrivedPacket, wake: bool = True) -> None:
         with self._lock:
@@ -152,7 +163,7 @@ class Feed:
             self.bytes_received += arrived.packet.size
             if arrived.is_video:
                 last_video = arrived.arrived
-                self._put(arrived)
+                self._put(arrived, self._wake_on_video)
             else:
                 self._put(arrived, self.wake_on_audio
                           and arrived.arrived - last_video > SPARSE_VIDEO)

@@ -131,6 +131,12 @@ class Playback:
         """Take what arrived and advance; True when `picture` changed."""
         audio = self.audio
         self.feed.wake_on_audio = audio is not None and not audio.muted
+        changed = self._advance()
+        # With a picture queued the loop wakes when it is due (next_due_in).
+        self.feed.wake_on_video(not (self._shown_first and self._video and not self.paused))
+        return changed
+
+    def _advance(self) -> bool:
         items = self.feed.drain()
         if items:
             self._take(items)
