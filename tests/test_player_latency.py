@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgelive.bench.play import stamped_publisher
 from edgelive.codes import Code
 from edgelive.hw.speaker import Speaker
 from edgelive.media import stamp
-from edgelive.player.bench import stamped_publisher
 from tests.servers import NginxRtmp
 from tests.test_player_e2e import PlayerThread, ffmpeg_push, play, players  # noqa: F401
 

@@ -17,10 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     push.set_defaults(func=_push)
 
     play = sub.add_parser("play", help="decode+render CPU vs ffmpeg, and render latency")
-    play.add_argument("url", help="stream to play (with --stamped: an RTMP URL to publish to)")
+    play.add_argument("url", nargs="?", help="a stream to play (default: a stamped stream on "
+                      "a private nginx-rtmp, which measures render latency too)")
     play.add_argument("--seconds", type=float, default=20.0)
-    play.add_argument("--stamped", action="store_true", help="publish a stamped stream and "
-                      "measure render latency too")
+    play.add_argument("--size", default="1280x720", help="stamped stream and window size")
+    play.add_argument("--runs", type=int, default=3, help="repeats; medians are printed")
     play.set_defaults(func=_play)
 
     fleet = sub.add_parser("fleet", help="config round trip and a group command to many boxes")
@@ -49,9 +50,10 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from edgelive.player.bench import format_report, run_play_bench
+    from edgelive.bench.play import run
 
-    print(format_report(run_play_bench(args.url, args.seconds, stamped=args.stamped)))
+    width, height = (int(v) for v in args.size.split("x"))
+    print(run(args.url, args.seconds, (width, height), args.runs))
     return 0
 
 
