@@ -120,6 +120,8 @@ def test_broker_restart_republishes_status_state_and_reported(mosquitto: Mosquit
                                                               tmp_path: Path) -> None:
     async def scenario() -> None:
         agent, host = simulated_box("b3", box_mqtt(mosquitto), tmp_path / "b3")
+        codes: list[int] = []
+        host.events.subscribe(lambda e: codes.append(e.code))
         async with running(agent):
             async with operator(mosquitto) as fleet:
                 assert await fleet.wait_online(["b3"])
@@ -137,6 +139,9 @@ def test_broker_restart_republishes_status_state_and_reported(mosquitto: Mosquit
                 assert box.reported["rev"] == 1 and box.reported["applied"]
             assert time.monotonic() - started < 15
         assert host.store.rev == 1
+        # the broker's death is a loss; the box's own clean disconnect at the end is not
+        assert codes.count(Code.MQTT_LOST) == 1, codes
+        assert codes.count(Code.MQTT_CONNECTED) == 2, codes
 
     asyncio.run(scenario())
 

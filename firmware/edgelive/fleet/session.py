@@ -310,8 +310,8 @@ class MqttSession:
         was_connected = self.connected.is_set()
         self.connected.clear()
         self._lost.set()
-        if was_connected and self._on_disconnect is not None:
-            self._on_disconnect()
+        if was_connected and not self._closing and self._on_disconnect is not None:
+            self._on_disconnect()  # a loss: our own close() is not one
 
     def _handle_suback(self, _c: paho.Client, _u: Any, mid: int, _codes: Any,
                        _props: Any) -> None:
