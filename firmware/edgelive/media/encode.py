@@ -108,7 +108,9 @@ class VideoEncoder(ABC):
 
     @abstractmethod
     def force_keyframe(self) -> None:
-        """Make the next encoded frame a key frame (switch, reconnect, new viewer)."""
+        """Make the next encoded frame a key frame (switch, reconnect, new viewer). Call it
+        from the thread that encodes: other threads ask that thread (the pusher's
+        `_key_wanted`), so a request is never cleared by an encode already under way."""
 
     @abstractmethod
     def set_bitrate(self, kbps: int) -> None:
