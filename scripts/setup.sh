@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(mosquitto mosquitto-clients nginx-light libnginx-mod-rtmp ffmpeg iproute2
-              libsdl2-2.0-0 python3-venv python3-dev fonts-dejavu-core)
+              libsdl2-2.0-0 python3-venv python3-dev fonts-dejavu-core openssl)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

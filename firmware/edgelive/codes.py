@@ -79,6 +79,7 @@ class Code(IntEnum):
     WAITING_IMAGE_OFF = 6024
     DISPLAY_UNAVAILABLE = -6025
     AUDIO_DEVICE_FAIL = -6026
+    MQTT_CONNECT_FAILED = -6027
     # player states reported as events (6080–6089)
     PLAY_BACKUP_ON = 6080
     PLAY_BACKUP_OFF = 6081
@@ -168,6 +169,8 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.WAITING_IMAGE_OFF: "The camera is being sent again.",
     Code.DISPLAY_UNAVAILABLE: "No display could be opened for the player.",
     Code.AUDIO_DEVICE_FAIL: "The audio output device failed to open.",
+    Code.MQTT_CONNECT_FAILED: "Cannot connect to the MQTT broker (unreachable, TLS or credentials "
+                              "refused); the box keeps retrying.",
     Code.PLAY_BACKUP_ON: "The player's src is unreachable; backup-src is shown.",
     Code.PLAY_BACKUP_OFF: "The player's src is back; backup-src stopped.",
     Code.DISPLAY_OFF: "The display was unplugged or turned off (player paused/muted per config).",

@@ -137,14 +137,26 @@ http {{
 
 
 class Mosquitto(_Daemon):
-    def __init__(self, workdir: Path) -> None:
+    """mosquitto on a free port, anonymous clients allowed.
+
+    `listener_options` (mosquitto.conf lines) go right after the `listener` line: a TLS
+    listener (`cafile`, `certfile`, `keyfile`, `require_certificate true`) or credentials
+    (`allow_anonymous false`, `password_file F`; then `allow_anonymous true` is left out).
+    Running as root, mosquitto reads those files as the `mosquitto` user unless told
+    `user root`.
+    """
+
+    def __init__(self, workdir: Path, listener_options: str = "") -> None:
         self.dir = workdir
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
+        options = listener_options.strip()
+        anonymous = "" if "allow_anonymous" in options else "allow_anonymous true\n"
         self.conf.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
+            + (options + "\n" if options else "")
+            + anonymous
+            + "persistence false\n"
             "set_tcp_nodelay true\n"
             "max_queued_messages 10000\n"
         )

@@ -33,6 +33,7 @@ from edgelive.fleet.topics import HA_STATUS, BoxTopics, ha_discovery
 log = logging.getLogger(__name__)
 
 PENDING_EVENTS = 256
+CONNECT_FAILURES_REPORTED = 8  # distinct reasons per outage; more are only logged
 DOCUMENT_LOC = "(document)"
 
 
@@ -105,6 +106,7 @@ class FleetAgent:
         self._telemetry: dict[str, dict[str, Any]] = {}
         self._state_queued = False
         self._started = time.monotonic()
+        self._failures_reported: set[str] = set()  # since the last successful connect
 
     @property
     def session(self) -> MqttSession | None:
@@ -120,7 +122,8 @@ class FleetAgent:
         """Stay connected to the broker until close(); never raises for network trouble."""
         self._loop = asyncio.get_running_loop()
         session = MqttSession(self._settings, on_message=self._on_message,
-                              on_connect=self._on_connect, on_disconnect=self._on_disconnect)
+                              on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+                              on_connect_failed=self._on_connect_failed)
         self._session = session
         for topic_filter in self.topics.command_filters(list(self.identity.groups)):
             await session.subscribe(topic_filter, 1)
@@ -164,6 +167,7 @@ class FleetAgent:
     # -- session callbacks
 
     def _on_connect(self) -> None:
+        self._failures_reported.clear()
         session = self._require_session()
         session.publish(self.topics.status, b"online", 1, retain=True)
         self._publish_state()
@@ -178,6 +182,17 @@ class FleetAgent:
 
     def _on_disconnect(self) -> None:
         self._host.emit(Code.MQTT_LOST, "broker connection lost")
+
+    def _on_connect_failed(self, reason: str) -> None:
+        """One event per distinct reason while disconnected: a broker down for an hour
+        is one event, not one per retry. The reason never holds the password."""
+        reported = self._failures_reported
+        if reason in reported or len(reported) >= CONNECT_FAILURES_REPORTED:
+            return
+        reported.add(reason)
+        host, port = self._mqtt.host, self._mqtt.port
+        self._host.emit(Code.MQTT_CONNECT_FAILED, f"cannot connect to {host}:{port}: {reason}",
+                        host=host, port=port, reason=reason)
 
     def _on_message(self, msg: Message) -> None:
         if msg.topic == self.topics.desired:

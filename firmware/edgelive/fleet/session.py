@@ -7,8 +7,9 @@ Only the TCP connect and TLS handshake block, so they run in the default executo
 The session reconnects forever with capped backoff, re-subscribes what it was asked to, and
 calls `on_connect` each time so the owner can republish its retained topics. With
 `protocol="auto"` it offers MQTT 5 and, when a broker answers "unsupported protocol
-version", connects again with 3.1.1 at once. TCP_NODELAY is set on the socket: without it
-small QoS 1 exchanges wait ~40 ms for delayed ACKs (FACTS.md, MQTT).
+version", connects again with 3.1.1 at once. Every failed attempt (broker down, TLS refused,
+CONNACK refused) goes to `on_connect_failed` with a short reason. TCP_NODELAY is set on the
+socket: without it small QoS 1 exchanges wait ~40 ms for delayed ACKs (FACTS.md, MQTT).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import socket
 import ssl
 import threading
@@ -86,21 +88,54 @@ class ConnectRefused(Exception):
     """The broker answered CONNACK with a failure (credentials, ACL, protocol)."""
 
 
+class TlsSetupError(Exception):
+    """The box's own TLS files (ca-file, cert-file, key-file) could not be loaded."""
+
+
+_SSL_TEXT = re.compile(r"^\[[A-Z0-9_]+: [A-Z0-9_]+\] |\s*\(_ssl\.c:\d+\)$")
+
+
+def _ssl_text(text: str) -> str:
+    """`[SSL: CODE] what (_ssl.c:123)` → `what`: stable, so it can be compared."""
+    return _SSL_TEXT.sub("", text)
+
+
+def _os_text(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return _ssl_text(str(exc))
+    return exc.strerror or str(exc)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short, stable reason for a failed connection attempt (no secrets in it)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: certificate verify failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {_ssl_text(str(exc))}"
+    if isinstance(exc, TimeoutError):
+        return str(exc) or "timed out"
+    return str(exc) or type(exc).__name__
+
+
 class MqttSession:
     """A reconnecting MQTT client; `run()` is the task that owns the connection."""
 
     def __init__(self, settings: SessionSettings, *, on_message: Callable[[Message], None],
                  on_connect: Callable[[], None] | None = None,
-                 on_disconnect: Callable[[], None] | None = None) -> None:
+                 on_disconnect: Callable[[], None] | None = None,
+                 on_connect_failed: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self._on_message = on_message
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
+        self._on_connect_failed = on_connect_failed
         self._subscriptions: dict[str, int] = {}
         self._suback: dict[int, asyncio.Future[None]] = {}
         self._client: paho.Client | None = None
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._lost = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._connect_error = ""  # the last error paho logged while connecting
         self._misc_task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self._closing = False
@@ -123,13 +158,17 @@ class MqttSession:
                 await self._connect_once()
                 policy.success()
                 await self._lost.wait()
-            except (OSError, ConnectRefused, TimeoutError) as exc:
-                log.info("mqtt %s:%s: %s", self.settings.host, self.settings.port, exc)
+            except (OSError, ConnectRefused, TlsSetupError, TimeoutError) as exc:
                 self._drop_client()
+                if self._closing:
+                    break
+                self._connect_failed(failure_reason(exc))
             if self._closing:
                 break
             delay = policy.failure().delay or self.settings.max_backoff
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # spread a fleet's retries
+            with contextlib.suppress(TimeoutError):  # close() ends the wait at once
+                await asyncio.wait_for(self._closed.wait(),
+                                       delay * random.uniform(0.8, 1.2))  # spread a fleet's retries
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self.connected.wait(), timeout)
@@ -173,9 +212,20 @@ class MqttSession:
             with contextlib.suppress(OSError):
                 client.loop_write()  # DISCONNECT is tiny: flush it before the socket goes
         self._drop_client()
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_exception(ConnectionError("closed"))  # no wait for a CONNACK
         self._lost.set()
+        self._closed.set()
 
     # -- connection
+
+    def _connect_failed(self, reason: str) -> None:
+        log.info("mqtt %s:%s: %s", self.settings.host, self.settings.port, reason)
+        if self._on_connect_failed is not None:
+            try:
+                self._on_connect_failed(reason)
+            except Exception:  # the owner's bug must not stop the reconnecting
+                log.exception("mqtt: on_connect_failed handler failed")
 
     async def _connect_once(self) -> None:
         while True:
@@ -192,6 +242,7 @@ class MqttSession:
         client = self._client
         if client is None or self._lost.is_set():
             raise ConnectionError("connection lost right after CONNACK")
+        client.on_log = None  # only connect errors are wanted; logging every packet costs
         self.connected.set()
         for topic_filter, qos in self._subscriptions.items():
             client.subscribe(topic_filter, qos)
@@ -203,6 +254,7 @@ class MqttSession:
         client = self._new_client()
         self._client = client
         self._lost.clear()
+        self._connect_error = ""
         self._connack = self._loop.create_future()
         if self.is_v5:
             connect = lambda: client.connect(s.host, s.port, s.keepalive,  # noqa: E731
@@ -222,10 +274,7 @@ class MqttSession:
         if s.username:
             client.username_pw_set(s.username, s.password or None)
         if s.tls:
-            context = ssl.create_default_context(cafile=s.ca_file or None)
-            if s.cert_file:
-                context.load_cert_chain(s.cert_file, s.key_file or None)
-            client.tls_set_context(context)
+            client.tls_set_context(self._tls_context())
         if s.will is not None:
             client.will_set(s.will.topic, s.will.payload, s.will.qos, s.will.retain)
         client.on_socket_open = self._socket_open
@@ -236,7 +285,23 @@ class MqttSession:
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_suback
         client.on_message = self._handle_message
+        client.on_log = self._handle_log
         return client
+
+    def _tls_context(self) -> ssl.SSLContext:
+        s = self.settings
+        try:
+            context = ssl.create_default_context(cafile=s.ca_file or None)
+        except OSError as exc:
+            raise TlsSetupError(f"TLS: cannot load ca-file {s.ca_file}: "
+                                f"{_os_text(exc)}") from exc
+        if s.cert_file:
+            try:
+                context.load_cert_chain(s.cert_file, s.key_file or None)
+            except OSError as exc:
+                raise TlsSetupError(f"TLS: cannot load cert-file/key-file: "
+                                    f"{_os_text(exc)}") from exc
+        return context
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None
@@ -305,13 +370,22 @@ class MqttSession:
         if client is not self._client:
             return
         if self._connack is not None and not self._connack.done():
-            self._connack.set_exception(ConnectionError(f"closed during connect: {code}"))
+            # A TLS alert (client certificate refused) only shows in paho's log.
+            error = self._connect_error
+            start = error.find("[SSL")
+            reason = (f"TLS: {_ssl_text(error[start:])}" if start >= 0
+                      else f"closed during connect: {error or code}")
+            self._connack.set_exception(ConnectionError(reason))
             return
         was_connected = self.connected.is_set()
         self.connected.clear()
         self._lost.set()
         if was_connected and not self._closing and self._on_disconnect is not None:
             self._on_disconnect()  # a loss: our own close() is not one
+
+    def _handle_log(self, client: paho.Client, _u: Any, level: int, buf: str) -> None:
+        if level == paho.MQTT_LOG_ERR and client is self._client:
+            self._connect_error = buf
 
     def _handle_suback(self, _c: paho.Client, _u: Any, mid: int, _codes: Any,
                        _props: Any) -> None:
