@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import tomli_w
 from edgelive.codes import Code
 from edgelive.fleet.operator import FleetOperator
 from edgelive.fleet.session import SessionSettings
-from tests.servers import Mosquitto, NginxRtmp
+from tests.servers import Mosquitto, NginxRtmp, free_port
 
 BOX = "box1"
 
@@ -160,6 +161,30 @@ def box_status(tmp_path: Path) -> dict:
     out = subprocess.run([sys.executable, "-m", "edgelive", "status", "--json", "--state-dir",
                           str(tmp_path / "state")], capture_output=True, text=True, timeout=10)
     return json.loads(out.stdout)
+
+
+def test_box_that_cannot_reach_its_broker_streams_and_says_so(
+        nginx: NginxRtmp, run_box, tmp_path: Path) -> None:
+    """Nothing listens on the configured broker port: the stream goes out all the same,
+    -6027 says why MQTT is down, and the LEDs show the MQTT-lost state."""
+    port = free_port()
+    url = nginx.url("lonely")
+    run_box({"mqtt": {"host": "127.0.0.1", "port": port, "keepalive": 5},
+             "device": {"id": BOX}, "pusher": {
+                 "url": url, "source": "testsrc", "resolution": "320x180", "fps": 15,
+                 "audio-device": "none", "autopush": True}})
+    deadline = time.monotonic() + 20
+    status: dict = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(json.JSONDecodeError):
+            status = box_status(tmp_path)
+        if status.get("pusher", {}).get("state") == "pushing" and status["leds"] == "mqtt_lost":
+            break
+        time.sleep(0.3)
+    assert status["mqtt"] == "offline" and status["leds"] == "mqtt_lost", status
+    failed = [e for e in status["events"] if e["code"] == Code.MQTT_CONNECT_FAILED]
+    assert len(failed) == 1 and f"127.0.0.1:{port}" in failed[0]["msg"], status["events"]
+    assert nginx.publishers("lonely") == 1
 
 
 def test_streaming_box_survives_broker_restart_and_worker_crash(

@@ -349,7 +349,9 @@ class Supervisor:
         return base64.b64decode(result["jpeg"]), int(result.get("ts", 0))
 
     def emit(self, code: Code, msg: str, **detail: Any) -> None:
-        if code in (Code.MQTT_CONNECTED, Code.MQTT_LOST):
+        # a box that never reached the broker (-6027: TLS, credentials) is as lost as one
+        # that lost it
+        if code in (Code.MQTT_CONNECTED, Code.MQTT_LOST, Code.MQTT_CONNECT_FAILED):
             self.mqtt_connection_changed(code == Code.MQTT_CONNECTED)
         self.events.emit(code, msg, **detail)
 
