@@ -297,7 +297,8 @@ class MqttSession:
                                 f"{_os_text(exc)}") from exc
         if s.cert_file:
             try:
-                context.load_cert_chain(s.cert_file, s.key_file or None)
+                # An encrypted key fails here instead of OpenSSL prompting on a terminal.
+                context.load_cert_chain(s.cert_file, s.key_file or None, password=b"")
             except OSError as exc:
                 raise TlsSetupError(f"TLS: cannot load cert-file/key-file: "
                                     f"{_os_text(exc)}") from exc
