@@ -222,3 +222,27 @@ def test_snapshot_is_a_jpeg_of_the_current_picture_with_its_time(nginx: NginxRtm
     # the next picture sent: captured at most a frame interval before the ask
     assert -0.1 <= result["ts"] / 1000 - asked < 0.5
     assert in_order(rec.codes(), [{1002}, {Code.SNAPSHOT_TAKEN}])
+
+
+def test_debug_burns_the_stats_into_the_video_and_turns_off_live(nginx: NginxRtmp) -> None:
+    """`debug` draws the netstatus lines on a dark box at the bottom left of each picture
+    (once the first netstatus exists); turned off live, the pictures are clean again."""
+    pusher, rec = make_pusher(nginx.url("dbg"), debug=True)
+    pusher.start()
+    try:
+        rec.wait_for(Code.PUSH_EVT_PUSH_BEGIN)
+        time.sleep(3.0)
+        pusher.configure(pusher.config.model_copy(update={"debug": False}))
+        time.sleep(2.0)
+    finally:
+        pusher.stop()
+    marked: list[bool] = []
+    with av.open(str(nginx.recordings("dbg")[-1])) as container:
+        for frame in container.decode(video=0):
+            luma = frame.to_ndarray()[:frame.height]
+            box = luma[frame.height - 30:frame.height - 5, 5:100]  # 3 lines at scale 1
+            dark, ink = (box < 50).mean(), (box > 200).mean()
+            marked.append(bool(dark > 0.5 and ink > 0.05))
+    phases = [k for k, _ in itertools.groupby(marked)]
+    assert phases == [False, True, False], phases
+    assert marked.count(True) >= 15 * 2 and marked[-15:] == [False] * 15

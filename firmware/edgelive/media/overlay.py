@@ -58,13 +58,19 @@ def draw_text(plane: np.ndarray, text: str, x: int, y: int, *, scale: int = 2,
         plane[y:y + h, x:x + w][mask[:h, :w]] = ink
 
 
+def lines_height(count: int, scale: int) -> int:
+    """Height in pixels that `draw_lines` covers with `count` lines (without its margin)."""
+    return count * (GLYPH_H + 2) * scale
+
+
 def draw_lines(plane: np.ndarray, lines: list[str], x: int, y: int, *,
                scale: int = 2) -> None:
     """Several lines on one box (the debug stats overlay)."""
-    line_h = (GLYPH_H + 2) * scale
+    line_h = lines_height(1, scale)
     width = max((text_size(line, scale)[0] for line in lines), default=0)
     pad = scale
-    plane[max(0, y - pad):y + len(lines) * line_h + pad, max(0, x - pad):x + width + pad] = PAPER
+    plane[max(0, y - pad):y + lines_height(len(lines), scale) + pad,
+          max(0, x - pad):x + width + pad] = PAPER
     for row, line in enumerate(lines):
         draw_text(plane, line, x, y + row * line_h, scale=scale, box=None)
 

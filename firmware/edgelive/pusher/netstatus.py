@@ -69,3 +69,12 @@ def netstatus(*, video: RateMeter, audio: RateMeter, gop_s: float,
         "queueDepth": sender.queue_depth if sender else 0,
         "backlogMs": sender.backlog_ms if sender else 0,
     }
+
+
+def debug_lines(status: dict[str, Any]) -> list[str]:
+    """What the `debug` overlay burns into the video, from the latest netstatus."""
+    s = status
+    return [f"{s['videoWidth']}x{s['videoHeight']} {s['videoFPS']:.0f}FPS "
+            f"{s['videoBitrate']}KBPS",
+            f"NET {s['netSpeed']}KBPS QUEUE {s['backlogMs']}MS DROP {s['droppedFrames']}",
+            f"CPU {s['cpu']:.0f}% {s['encoder']}"]

@@ -28,8 +28,10 @@ from edgelive.config.schema import PusherConfig
 from edgelive.events import EventLog, now_ms
 from edgelive.hw.camera import CameraError, UnsupportedResolution
 from edgelive.media.encode import AudioEncoder, EncoderError, VideoEncoder, open_video_encoder
+from edgelive.media.overlay import draw_lines, lines_height
+from edgelive.media.picture import copy_frame, planes
 from edgelive.pusher.adapt import Adapter
-from edgelive.pusher.netstatus import CpuMeter, RateMeter, netstatus
+from edgelive.pusher.netstatus import CpuMeter, RateMeter, debug_lines, netstatus
 from edgelive.pusher.scene import WAITING_KBPS, CameraOpener, Picture, Scene, Why
 from edgelive.pusher.session import Link, LinkState
 from edgelive.pusher.snapshot import jpeg_of
@@ -80,6 +82,8 @@ class Pusher:
         self._snapshots: list[Future[tuple[bytes, int]]] = []
         self._video_rate = RateMeter()
         self._audio_rate = RateMeter()
+        self._last_status: dict[str, Any] = {}
+        """The latest netstatus, for the `debug` overlay."""
         self._reported_state = ""
         self._state_lock = threading.Lock()
         self.done = threading.Event()
@@ -290,10 +294,25 @@ class Pusher:
                 encoder.force_keyframe()
             pts = self._stream_ms(picture.capture_ms)
             if self._snapshots:
-                self._answer_snapshots(picture)
-            for packet in encoder.encode(picture.image, pts):
+                self._answer_snapshots(picture)  # the picture as captured, no overlay
+            image = self._with_stats(picture.image) if self.config.debug else picture.image
+            for packet in encoder.encode(image, pts):
                 self._video_rate.add(packet.size)
                 link.send(packet, True, pts)
+
+    def _with_stats(self, image: av.VideoFrame) -> av.VideoFrame:
+        """A copy of `image` with the latest netstatus burned in at the bottom left (the
+        top holds testsrc's stamp and clock; the source may hand this frame out again)."""
+        status = self._last_status
+        if not status:
+            return image
+        out = copy_frame(image)
+        lines = debug_lines(status)
+        scale = max(1, out.height // 360)
+        margin = 4 * scale
+        draw_lines(planes(out)[0], lines, margin,
+                   out.height - margin - lines_height(len(lines), scale), scale=scale)
+        return out
 
     def _switch_bitrate(self, encoder: VideoEncoder, waiting: bool) -> None:
         """A still picture needs little: drop to WAITING_KBPS, and back when the camera is."""
@@ -392,4 +411,5 @@ class Pusher:
             if adapter is not None:  # bitrate adaptation: target, size in use
                 status.update(adapter.tick(sender, status["videoBitrate"],
                                            waiting=self.scene.waiting, plan=self.video))
+            self._last_status = status
             self._on_netstatus(status)
