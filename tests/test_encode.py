@@ -105,10 +105,10 @@ def test_aac_follows_the_plan_and_stamps_by_sample_count(plan: AudioPlan, layout
 
 
 def test_jpeg_snapshot_round_trips() -> None:
-    from edgelive.pusher.snapshot import jpeg_of
+    from edgelive.media.jpeg import encode_jpeg
 
     frame = av.VideoFrame.from_ndarray(np.full((180, 320, 3), 180, np.uint8), format="rgb24")
-    jpeg = jpeg_of(frame.reformat(format="yuv420p"))
+    jpeg = encode_jpeg(frame.reformat(format="yuv420p"))
     assert jpeg[:2] == b"\xff\xd8"
     decoded = next(av.open(io.BytesIO(jpeg)).decode(video=0)).to_ndarray(format="rgb24")
     assert decoded.shape == (180, 320, 3) and abs(decoded.mean() - 180) < 3

@@ -22,9 +22,9 @@ from edgelive.codes import Code, Source
 from edgelive.config.schema import PusherConfig
 from edgelive.events import EventLog
 from edgelive.hw.camera import CameraError, FrameSource, TestSource
+from edgelive.media.jpeg import encode_jpeg
 from edgelive.pusher import Pusher
 from edgelive.pusher.scene import WAITING_FPS
-from edgelive.pusher.snapshot import jpeg_of
 from tests.servers import NginxRtmp
 from tests.test_pusher_reconnect import Recorder, in_order, make_pusher
 
@@ -139,7 +139,7 @@ def test_waiting_timeout_stops_the_push_with_5000(nginx: NginxRtmp, stopping: An
 def bright_jpeg(tmp_path: Path) -> Path:
     frame = av.VideoFrame.from_ndarray(np.full((180, 320, 3), 230, np.uint8), format="rgb24")
     path = tmp_path / "away.jpg"
-    path.write_bytes(jpeg_of(frame))
+    path.write_bytes(encode_jpeg(frame))
     return path
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from edgelive.codes import Code
+from edgelive.media.jpeg import encode_jpeg
 from edgelive.pusher import CommandError
-from edgelive.pusher.snapshot import jpeg_of
 from tests.servers import NginxRtmp
 from tests.test_pusher_reconnect import in_order, make_pusher
 from tests.test_pusher_waiting import received, runs
@@ -159,7 +159,7 @@ def test_worker_exits_on_sigterm(worker: Worker) -> None:
 def black_jpeg(tmp_path: Path) -> Path:
     frame = av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")
     path = tmp_path / "back.jpg"
-    path.write_bytes(jpeg_of(frame))
+    path.write_bytes(encode_jpeg(frame))
     return path
 
 

@@ -86,10 +86,6 @@ class Code(IntEnum):
     DISPLAY_OFF = 6082
     DISPLAY_ON = 6083
 
-    @property
-    def is_error(self) -> bool:
-        return self.value < 0
-
 
 class Source(StrEnum):
     """Which part of the box an event comes from (the event's `src`)."""

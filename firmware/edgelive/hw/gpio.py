@@ -78,10 +78,6 @@ class StatusLeds:
         self._thread = threading.Thread(target=self._play, name="status-leds", daemon=True)
         self._thread.start()
 
-    @property
-    def patterns(self) -> tuple[Pattern, Pattern]:
-        return self._patterns
-
     def show(self, green: Pattern, red: Pattern) -> None:
         """Play these patterns from their start; showing the current ones again changes nothing
         (a periodic refresh must not restart a blink)."""

@@ -10,7 +10,6 @@ decoder's own format, so the player never resamples; SDL converts where a device
 from __future__ import annotations
 
 import ctypes
-import os
 
 import numpy as np
 
@@ -49,8 +48,6 @@ class Speaker:
             sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_AUDIO)
             raise
         self.muted = muted
-        self.driver = os.environ.get("SDL_AUDIODRIVER") or \
-            (sdl2.SDL_GetCurrentAudioDriver() or b"").decode()
 
     def _open(self, rate: int, channels: int) -> None:
         sdl2 = self._sdl

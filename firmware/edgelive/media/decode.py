@@ -15,7 +15,6 @@ import numpy as np
 HW_DECODER = "h264_v4l2m2m"
 AUDIO_RATE = 48000
 """Assumed until the stream says otherwise."""
-AUDIO_CHANNELS = 2
 
 
 class DecodeError(Exception):

@@ -87,7 +87,6 @@ class StreamInput:
         self.container: av.container.InputContainer | None = None
         self.video: av.VideoStream | None = None
         self.audio: av.AudioStream | None = None
-        self.bytes_received = 0
 
     def open(self) -> None:
         """Connect and probe; when only sound was found in the first bytes (a server that
@@ -131,7 +130,6 @@ class StreamInput:
                         self.audio = stream
                     known = kinds[stream.index] = (float(stream.time_base), kind == "video")
                 scale, is_video = known
-                self.bytes_received += size
                 yield ArrivedPacket(packet, clock(), pts * scale, is_video,
                                     is_video and packet.is_keyframe)
         except av.ExitError:

@@ -26,14 +26,6 @@ def draw(luma: np.ndarray, t_ms: int) -> None:
         luma[0:size, i * size:(i + 1) * size] = 235 if (value >> i) & 1 else 16
 
 
-def draw_rgb(rgb: np.ndarray, t_ms: int) -> None:
-    """Same stamp on an HxWx3 RGB picture."""
-    size = square_size(rgb.shape[1])
-    value = t_ms % MOD
-    for i in range(BITS):
-        rgb[0:size, i * size:(i + 1) * size, :] = 255 if (value >> i) & 1 else 0
-
-
 def decode(picture: np.ndarray, width: int | None = None) -> int:
     """Read the stamp from a luma plane or an RGB(A) picture; returns ms mod 2^32.
 

@@ -60,7 +60,6 @@ class Feed:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._input: StreamInput | None = None
         self.state = "idle"
         """connecting | playing | reconnecting | disconnected | ended | stopped"""
         self.bytes_received = 0

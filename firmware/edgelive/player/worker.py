@@ -25,12 +25,12 @@ from edgelive.events import Event, EventLog, now_ms
 from edgelive.hw.display import VideoSink
 from edgelive.hw.display_status import DisplayStatus
 from edgelive.ipc import LineWriter
+from edgelive.media.jpeg import encode_jpeg
 from edgelive.player.backup import BackupSource
 from edgelive.player.display_follow import DisplayFollower
 from edgelive.player.feed import Feed
 from edgelive.player.playback import AudioOut, Playback
 from edgelive.player.screen import ScreenState, compose, debug_lines, screen_state
-from edgelive.player.snapshot import encode_jpeg
 from edgelive.policy.buffer import PLAY_STALL_LAG, targets_for
 from edgelive.policy.reconnect import ReconnectPolicy
 

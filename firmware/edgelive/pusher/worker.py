@@ -28,13 +28,13 @@ from edgelive.config.schema import PusherConfig
 from edgelive.events import EventLog, now_ms
 from edgelive.hw.camera import CameraError, UnsupportedResolution
 from edgelive.media.encode import AudioEncoder, EncoderError, VideoEncoder, open_video_encoder
+from edgelive.media.jpeg import encode_jpeg
 from edgelive.media.overlay import draw_lines, lines_height
 from edgelive.media.picture import copy_frame, planes
 from edgelive.pusher.adapt import Adapter
 from edgelive.pusher.netstatus import CpuMeter, RateMeter, debug_lines, netstatus
 from edgelive.pusher.scene import WAITING_KBPS, CameraOpener, Picture, Scene, Why
 from edgelive.pusher.session import Link, LinkState
-from edgelive.pusher.snapshot import jpeg_of
 
 NetstatusCallback = Callable[[dict[str, Any]], None]
 StateCallback = Callable[[str], None]
@@ -333,7 +333,7 @@ class Pusher:
         with self._lock:
             waiting, self._snapshots = self._snapshots, []
         try:
-            jpeg = jpeg_of(picture.image)
+            jpeg = encode_jpeg(picture.image)
         except (av.FFmpegError, ValueError) as exc:
             for future in waiting:
                 future.set_exception(CommandError(f"JPEG encoding failed: {exc}"))

@@ -1,4 +1,5 @@
-"""Snapshot: one camera frame as JPEG (PyAV's mjpeg encoder, no extra image library)."""
+"""JPEG of a picture for snapshots (pusher: the camera frame; player: what is shown), with
+PyAV's MJPEG encoder, so no image library is needed."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import av
 from av.codec.context import CodecContext
 
 
-def jpeg_of(image: av.VideoFrame, quality: int = 5) -> bytes:
-    """Encode `image` as a baseline JPEG; `quality` is the mjpeg qscale (2 best … 31)."""
+def encode_jpeg(image: av.VideoFrame, quality: int = 5) -> bytes:
+    """A baseline JPEG of `image`; `quality` is the MJPEG qscale (2 best … 31)."""
     ctx = CodecContext.create("mjpeg", "w")
     ctx.width, ctx.height = image.width, image.height
     ctx.pix_fmt = "yuvj420p"
@@ -17,5 +18,4 @@ def jpeg_of(image: av.VideoFrame, quality: int = 5) -> bytes:
     ctx.options = {"qmin": str(quality), "qmax": str(quality)}
     picture = image.reformat(format="yuvj420p")
     picture.pts = 0
-    packets = ctx.encode(picture) + ctx.encode(None)
-    return b"".join(bytes(p) for p in packets)
+    return b"".join(bytes(p) for p in [*ctx.encode(picture), *ctx.encode(None)])
