@@ -265,6 +265,7 @@ class Playback:
         keys = [p.pts for p in self._video if p.is_key]
         target = jump_target(keys, newest, position, keep=self._targets.low)
         if target is None:
+            self._decode_through(newest - self._targets.high)
             return
         while self._video and self._video[0].pts < target:
             self._video.popleft()
@@ -272,6 +273,21 @@ class Playback:
         while self._audio and self._audio[0].pts < target:
             self._audio.popleft()
         self._clock.start(target, rate=1.0)
+
+    def _decode_through(self, until: float) -> None:
+        """No key frame to jump to: decode the queued pictures before `until` without
+        showing them and play on from the last one (what opening a low-rate stream held
+        back, up to a second, goes this way in one step)."""
+        video = self._video
+        while len(video) > 1 and video[1].pts <= until:
+            if self._decode_video(video.popleft()) is not None:
+                self.stats.dropped += 1
+        if not video or video[0].pts > until:
+            return
+        start = video[0].pts
+        while self._audio and self._audio[0].pts < start:
+            self._audio.popleft()
+        self._clock.start(start, rate=1.0)
 
     def _play_due(self) -> bool:
         position = self._clock.position()

@@ -43,7 +43,7 @@ class BufferTargets:
 def targets_for(mode: str, min_cache: float, max_cache: float) -> BufferTargets:
     """Buffer band of a player mode (`live` or `RTC`)."""
     if mode == "RTC":
-        return BufferTargets(low=0.0, high=RTC_MAX_CACHE / 2, resume=0.0, jump=0.9,
+        return BufferTargets(low=0.0, high=RTC_MAX_CACHE / 2, resume=0.0, jump=RTC_MAX_CACHE,
                              catch_up_rate=RTC_CATCH_UP_RATE)
     return BufferTargets(low=min_cache, high=max_cache, resume=min_cache,
                          jump=max_cache + max(1.0, max_cache / 2), catch_up_rate=CATCH_UP_RATE)
