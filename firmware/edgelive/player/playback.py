@@ -265,7 +265,8 @@ class Playback:
         keys = [p.pts for p in self._video if p.is_key]
         target = jump_target(keys, newest, position, keep=self._targets.low)
         if target is None:
-            self._decode_through(newest - self._targets.high)
+            # to the newest picture in RTC mode (low < 0), min-cache behind it in live
+            self._decode_through(newest - max(self._targets.low, 0.0))
             return
         while self._video and self._video[0].pts < target:
             self._video.popleft()

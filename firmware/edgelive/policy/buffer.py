@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 RTC_MAX_CACHE = 0.3
+RTC_HIGH = 0.06
+"""RTC mode plays off more than this (two frames at 30 fps) at RTC_CATCH_UP_RATE."""
 CATCH_UP_RATE = 1.1
 RTC_CATCH_UP_RATE = 1.25
 SLOW_RATE = 0.92
@@ -43,8 +45,12 @@ class BufferTargets:
 def targets_for(mode: str, min_cache: float, max_cache: float) -> BufferTargets:
     """Buffer band of a player mode (`live` or `RTC`)."""
     if mode == "RTC":
-        return BufferTargets(low=0.0, high=RTC_MAX_CACHE / 2, resume=0.0, jump=RTC_MAX_CACHE,
-                             catch_up_rate=RTC_CATCH_UP_RATE)
+        # A picture is shown as it arrives, so the playout position normally sits just
+        # past the newest one: only running 0.15 s past it (the sender is late) slows
+        # playback down, and more than RTC_HIGH buffered is played off faster. (With
+        # low = 0 and high = 0.15 it kept up to 0.15 s buffered: 2-4 frames of latency.)
+        return BufferTargets(low=-RTC_MAX_CACHE / 2, high=RTC_HIGH, resume=0.0,
+                             jump=RTC_MAX_CACHE, catch_up_rate=RTC_CATCH_UP_RATE)
     return BufferTargets(low=min_cache, high=max_cache, resume=min_cache,
                          jump=max_cache + max(1.0, max_cache / 2), catch_up_rate=CATCH_UP_RATE)
 
