@@ -34,6 +34,8 @@ from edgelive.media.encode import StreamParams
 from edgelive.redact import redact_text
 
 CONNECT_TIMEOUT = 5.0
+EARLY_AUDIO_PACKETS = 32
+"""Sound kept while a session waits for its first key frame (about 0.7 s of AAC)."""
 
 
 class PushNetError(Exception):
@@ -225,6 +227,10 @@ class PacketSender:
         self._lock = threading.Lock()
         self._dropping = True  # until the session's first key frame
         self._keyed = False
+        self._early_audio: collections.deque[tuple[av.Packet, int]] = collections.deque(
+            maxlen=EARLY_AUDIO_PACKETS)
+        """Sound that came before the first key frame: what was captured after that
+        frame goes out right behind it (its encode may finish after theirs)."""
         self._dropped = 0
         self._newest_ms = 0
         self._oldest_ms = 0
@@ -242,12 +248,23 @@ class PacketSender:
         if is_video:
             if self._dropping and packet.is_keyframe:
                 self._dropping = False
-                self._keyed = True
+                if not self._keyed:
+                    self._keyed = True
+                    self._enqueue(packet, True, stream_ms)
+                    for early, early_ms in self._early_audio:
+                        if early_ms >= stream_ms:
+                            self._enqueue(early, False, early_ms)
+                    self._early_audio.clear()
+                    return
             if self._dropping:
                 self._count_drop()
                 return
         elif not self._keyed:
+            self._early_audio.append((packet, stream_ms))
             return
+        self._enqueue(packet, is_video, stream_ms)
+
+    def _enqueue(self, packet: av.Packet, is_video: bool, stream_ms: int) -> None:
         try:
             self._queue.put_nowait((packet, is_video, stream_ms))
             self._newest_ms = stream_ms
