@@ -4,8 +4,9 @@
 behind a bounded queue so a slow uplink (mux() blocks once the socket is full) never stalls
 capture; it measures what the link really carries (send rate, backlog) for netstatus and
 bitrate adaptation, and on overflow drops non-key video until the next key frame. A new
-session starts at a video key frame: what comes before it (audio included) is not sent, so
-a receiver's first picture decodes and audio never leads video.
+session starts at a video key frame: video before it is not sent, and sound only from the
+key frame's time on (held while its encode finishes), so a receiver's first picture
+decodes and audio never leads video.
 
 PyAV holds the GIL while it connects (avio_open and the RTMP handshake), so the host and
 port are checked from Python first: DNS and refused connections fail fast and exactly, and
