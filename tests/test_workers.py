@@ -40,13 +40,14 @@ for line in sys.stdin:
 """
 
 
-def make_worker(messages: list, restarts: list, hang_timeout: float = 5.0) -> WorkerProcess:
+def make_worker(messages: list, restarts: list, hang_timeout: float = 5.0,
+                start_timeout: float = 60.0, startup_delay: float = 0.0) -> WorkerProcess:
     return WorkerProcess(
-        "test", [sys.executable, "-c", WORKER],
+        "test", [sys.executable, "-c", f"import time; time.sleep({startup_delay})\n" + WORKER],
         initial_lines=lambda: [{"type": "config", "config": {"n": len(restarts)}}],
         on_message=lambda name, m: messages.append((time.monotonic(), m)),
         on_restart=lambda name, reason: restarts.append((time.monotonic(), reason)),
-        hang_timeout=hang_timeout,
+        hang_timeout=hang_timeout, start_timeout=start_timeout,
     )
 
 
@@ -110,5 +111,39 @@ def test_silent_worker_is_killed_and_restarted() -> None:
                 await asyncio.sleep(0.02)
         finally:
             await worker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_start_is_not_a_hang_but_a_worker_that_never_speaks_is() -> None:
+    """Before its first line a worker has start_timeout (imports on a cold Pi Zero take
+    seconds); after it, hang_timeout."""
+    async def scenario() -> None:
+        messages: list = []
+        restarts: list = []
+        slow = make_worker(messages, restarts, hang_timeout=0.5, start_timeout=5.0,
+                           startup_delay=1.5)
+        slow.start()
+        try:
+            t0 = time.monotonic()
+            while not messages:
+                await asyncio.sleep(0.05)
+                assert time.monotonic() - t0 < 4.0
+            assert not restarts and time.monotonic() - t0 >= 1.4
+        finally:
+            await slow.stop()
+
+        mute = make_worker([], restarts, hang_timeout=0.5, start_timeout=1.0,
+                           startup_delay=30.0)
+        mute.start()
+        try:
+            t0 = time.monotonic()
+            while not restarts:
+                await asyncio.sleep(0.05)
+                assert time.monotonic() - t0 < 4.0
+            assert time.monotonic() - t0 >= 0.9
+            assert restarts[0][1] == "hung (silent for 1 s since it started), killed"
+        finally:
+            await mute.stop()
 
     asyncio.run(scenario())

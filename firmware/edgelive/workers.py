@@ -3,7 +3,9 @@
 Pusher and player run as separate processes (as MediaMTX runs its camera) so a crash in
 FFmpeg, a camera driver or SDL cannot take the fleet agent down. A worker writes at least
 one line a second (netstatus/state); silence longer than `hang_timeout` means it is hung,
-and it is killed and restarted like a crashed one.
+and it is killed and restarted like a crashed one. Until its first line it has `start_timeout`
+instead (as systemd has TimeoutStartSec beside WatchdogSec): importing FFmpeg, NumPy and
+pydantic takes seconds on a Pi Zero 2 W after a cold boot.
 """
 
 from __future__ import annotations
@@ -37,19 +39,22 @@ class WorkerProcess:
 
     def __init__(self, name: str, argv: list[str], *, initial_lines: Callable[[], list[dict]],
                  on_message: MessageHandler, on_restart: RestartHandler,
-                 hang_timeout: float = 5.0, env: dict[str, str] | None = None) -> None:
+                 hang_timeout: float = 5.0, start_timeout: float = 60.0,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.argv = argv
         self._initial_lines = initial_lines
         self._on_message = on_message
         self._on_restart = on_restart
         self.hang_timeout = hang_timeout
+        self.start_timeout = start_timeout
         self._env = env
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._last_line = 0.0
+        self._started = False  # this run's worker has written its first line
         self._stopping = False
         self.restarts = 0
 
@@ -127,18 +132,20 @@ class WorkerProcess:
             stderr=None, env=env, start_new_session=True)
         for line in self._initial_lines():
             await self.send(line)
-        self._last_line = time.monotonic()
+        self._last_line, self._started = time.monotonic(), False
         reader = asyncio.create_task(self._read(proc))
         try:
             while True:
                 done, _ = await asyncio.wait({reader}, timeout=0.5)
                 if done:
                     break
-                if time.monotonic() - self._last_line > self.hang_timeout:
+                limit = self.hang_timeout if self._started else self.start_timeout
+                if time.monotonic() - self._last_line > limit:
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
                     await proc.wait()
-                    return f"hung (silent for {self.hang_timeout:.0f} s), killed"
+                    phase = "" if self._started else " since it started"
+                    return f"hung (silent for {limit:.0f} s{phase}), killed"
             code = await proc.wait()
             return f"exited with code {code}"
         finally:
@@ -153,7 +160,7 @@ class WorkerProcess:
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
-            self._last_line = time.monotonic()
+            self._last_line, self._started = time.monotonic(), True
             try:
                 message = parse_line(line.decode(errors="replace"))
             except ValueError as exc:
