@@ -1,12 +1,12 @@
 # make demo: local broker + RTMP ingest + supervisor with the test source and a player.
 # make test: every test against real servers (installs what it needs first).
-.PHONY: setup test lint demo bench docs clean
+.PHONY: setup test lint demo bench docs image clean
 
 setup:
 	@scripts/setup.sh
 
 lint: setup
-	.venv/bin/ruff check firmware tests
+	.venv/bin/ruff check firmware tests image-build
 
 test: setup lint
 	.venv/bin/python -m pytest -q
@@ -16,6 +16,9 @@ demo: setup
 
 bench: setup
 	.venv/bin/edgelive bench push
+
+image: setup
+	image-build/build.sh build/image
 
 docs: setup
 	.venv/bin/python -m edgelive.config.docs > docs/config.md

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # One-time set-up of a Debian 12 machine for edgelive development, tests and the demo:
-# the real servers the tests talk to (mosquitto, nginx-rtmp, ffmpeg), SDL2, and a venv.
+# the real servers the tests talk to (mosquitto, nginx-rtmp, ffmpeg), SDL2, the image builder's
+# tools (mmdebstrap and qemu-user for arm64, genimage, mtools, qemu-system for the boot test),
+# and a venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(mosquitto mosquitto-clients nginx-light libnginx-mod-rtmp ffmpeg iproute2
-              libsdl2-2.0-0 python3-venv python3-dev fonts-dejavu-core openssl)
+              libsdl2-2.0-0 python3-venv python3-dev fonts-dejavu-core openssl
+              mmdebstrap qemu-user-static binfmt-support arch-test genimage mtools dosfstools
+              e2fsprogs qemu-system-arm)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -18,6 +22,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
   # The packages start system-wide daemons; edgelive runs its own on free ports.
   for svc in nginx mosquitto; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+fi
+
+# The image build runs arm64 programs through qemu-user, registered with binfmt_misc (a
+# container may not have it mounted, nor registered by the package's postinst).
+if ! arch-test arm64 >/dev/null 2>&1 && [ "$(uname -m)" != aarch64 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  mountpoint -q /proc/sys/fs/binfmt_misc \
+    || $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  $SUDO update-binfmts --enable qemu-aarch64
 fi
 
 if [ ! -x .venv/bin/python ]; then

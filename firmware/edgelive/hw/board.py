@@ -44,6 +44,7 @@ class BoardProfile(BaseModel):
     button: str = ""
     act_led: str = ""  # sysfs LED directory
     config_txt: str = ""  # fragment appended to config.txt by the image builder
+    config_txt_filter: str = ""  # its config.txt section ("pi4"); one image serves all boards
 
     @property
     def has_hw_encoder(self) -> bool:
