@@ -120,6 +120,7 @@ def fat_file(disk: Path, name: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+@pytest.mark.timeout(60 * 60)  # includes building the image (about 20 min from scratch)
 def test_image_boots_provisions_from_the_boot_partition_and_joins_the_fleet(
         machine: Machine, mosquitto: Mosquitto, nginx: NginxRtmp) -> None:
     began = time.monotonic()
