@@ -96,3 +96,46 @@ def test_no_pins_on_this_board_means_no_leds_but_state_is_still_known() -> None:
     ind.observe(Code.PUSH_ERR_OPEN_CAMERA_FAIL, "pusher")
     assert ind.state is LedState.FATAL
     ind.close()
+
+
+def test_the_supervisors_button_toggles_privacy_and_a_hold_resets_to_the_boot_file(
+        tmp_path) -> None:
+    """The whole path: mock button pin → gpiozero thread → supervisor loop → store."""
+    from edgelive.config.store import ConfigStore
+    from edgelive.supervisor.box import Supervisor
+
+    factory = MockFactory()
+    store = ConfigStore(tmp_path / "state", tmp_path / "edgelive.toml")
+    store.apply({"device": {"name": "configured over MQTT"}, "button": {"hold-seconds": 2}})
+
+    async def scenario() -> None:
+        box = Supervisor(store, BOARD, pin_factory=factory)
+        seen: list[int] = []
+        box.events.subscribe(lambda event: seen.append(event.code))
+        running = asyncio.create_task(box.run())
+        button = factory.pin(22)
+        try:
+            await asyncio.sleep(0.3)
+            button.drive_low()
+            await asyncio.sleep(0.1)
+            button.drive_high()
+            await asyncio.sleep(0.3)
+            assert box.privacy is True and Code.PRIVACY_ON in seen
+
+            # A new card file, then the 2 s hold: the box forgets its state and imports it.
+            (tmp_path / "edgelive.toml").write_text('[device]\nname = "reprovisioned"\n')
+            button.drive_low()
+            await asyncio.sleep(1.0)
+            assert Code.FACTORY_RESET not in seen  # not yet: a hold is 2 s
+            await asyncio.sleep(1.5)
+            button.drive_high()
+            await asyncio.sleep(0.5)
+            assert Code.FACTORY_RESET in seen
+            assert box.config.device.name == "reprovisioned"
+            assert box.config.button.hold_seconds == 10  # the default again
+            assert (tmp_path / "edgelive.imported.toml").exists()
+        finally:
+            box.request_stop()
+            await running
+
+    asyncio.run(scenario())
