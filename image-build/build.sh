@@ -7,8 +7,8 @@
 #
 # Writes OUT_DIR/edgelive-arm64.img (for the SD card) and, beside it, the kernel and initrd
 # that boot the image in QEMU (tests/test_image_boot.py). The Debian base (mmdebstrap under
-# qemu-user, about 15 min) is cached in OUT_DIR under a hash of packages.txt; the edgelive
-# layer on top is rebuilt every time (about 2 min).
+# qemu-user, about 22 min on 2 cores) is cached in OUT_DIR under a hash of its recipe; the
+# edgelive layer on top is rebuilt every time (about 2 min).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -50,7 +50,7 @@ key=$(printf '%s\n' "$suite" "$mirror" "$packages" "${dpkg_opts[*]}" "$hold_init
       "$make_initramfs" | sha256sum | cut -c1-12)
 base="$out/base-$key.tar"
 if [ ! -f "$base" ]; then
-  step "Debian $suite arm64 base ($base; about 15 min)"
+  step "Debian $suite arm64 base ($base; about 22 min)"
   rm -f "$out"/base-*.tar
   mmdebstrap --arch=arm64 --variant=minbase --format=tar --include="$packages" \
     --components="${components// /,}" "${dpkg_opts[@]}" \

@@ -1,7 +1,7 @@
 """The SD-card image boots in QEMU and becomes a working box, provisioned as a user would.
 
-The image is built once per run by image-build/build.sh into build/image (about 12 min from
-scratch under qemu-user, about 3 min when the Debian base is cached there). The test writes
+The image is built once per run by image-build/build.sh into build/image (about 25 min from
+scratch under qemu-user, about 2 min when the Debian base is cached there). The test writes
 an `edgelive.toml` onto a copy's FAT partition with mtools, boots it on QEMU's virt machine
 (Debian's kernel, software emulation, user networking where the host is 10.0.2.2), and
 checks from the host what an operator sees: the box online on the broker, its stream at the
@@ -120,7 +120,7 @@ def fat_file(disk: Path, name: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-@pytest.mark.timeout(60 * 60)  # includes building the image (about 20 min from scratch)
+@pytest.mark.timeout(60 * 60)  # includes building the image (about 25 min from scratch)
 def test_image_boots_provisions_from_the_boot_partition_and_joins_the_fleet(
         machine: Machine, mosquitto: Mosquitto, nginx: NginxRtmp) -> None:
     began = time.monotonic()
