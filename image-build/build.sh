@@ -92,9 +92,7 @@ cp -r "$out/wheels" "$root/tmp/wheels"
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
 # --system-site-packages: on a Raspberry Pi OS base picamera2 and pykms come from apt.
 in_root python3 -m venv --system-site-packages /opt/edgelive/venv
-in_root /opt/edgelive/venv/bin/pip install -q --no-index --find-links /tmp/wheels \
-  --no-compile "edgelive[pi]"
-in_root /opt/edgelive/venv/bin/python -m compileall -q /opt/edgelive/venv/lib
+in_root /opt/edgelive/venv/bin/pip install -q --no-index --find-links /tmp/wheels "edgelive[pi]"
 ln -sf /opt/edgelive/venv/bin/edgelive "$root/usr/local/bin/edgelive"
 rm -rf "$root/tmp/wheels"
 
