@@ -7,12 +7,15 @@
 #
 # Writes OUT_DIR/edgelive-arm64.img (for the SD card) and, beside it, the kernel and initrd
 # that boot the image in QEMU (tests/test_image_boot.py). The Debian base (mmdebstrap under
-# qemu-user, about 22 min on 2 cores) is cached in OUT_DIR under a hash of its recipe; the
-# edgelive layer on top is rebuilt every time (about 2 min).
+# qemu-user, about 22 min on 2 cores) is cached outside the checkout, in
+# $EDGELIVE_IMAGE_CACHE (default /var/cache/edgelive/image), under a hash of its recipe, so
+# that every clone on the machine shares it; the edgelive layer on top is rebuilt every time
+# (about 2 min).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 out=$(realpath -m "${1:-$repo/build/image}")
+cache=$(realpath -m "${EDGELIVE_IMAGE_CACHE:-/var/cache/edgelive/image}")
 suite=bookworm
 mirror=${EDGELIVE_MIRROR:-http://deb.debian.org/debian}
 security=${EDGELIVE_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -30,7 +33,7 @@ if [ "$(uname -m)" != aarch64 ] && ! arch-test arm64 >/dev/null 2>&1; then
 fi
 python=$repo/.venv/bin/python   # builds the wheel and reads the board profiles
 [ -x "$python" ] || { echo "build.sh: no .venv: run scripts/setup.sh first" >&2; exit 1; }
-mkdir -p "$out"
+mkdir -p "$out" "$cache"
 
 # --- 1. Debian base, cached by its package list and recipe ---------------------------------
 packages=$(grep -v '^\s*#' "$here/packages.txt" | xargs | tr ' ' ,)
@@ -48,10 +51,10 @@ make_initramfs='set -e; rm "$1/usr/sbin/update-initramfs"
   echo edgelive > "$1/etc/hostname"'
 key=$(printf '%s\n' "$suite" "$mirror" "$packages" "${dpkg_opts[*]}" "$hold_initramfs" \
       "$make_initramfs" | sha256sum | cut -c1-12)
-base="$out/base-$key.tar"
+base="$cache/base-$key.tar"
 if [ ! -f "$base" ]; then
   step "Debian $suite arm64 base ($base; about 22 min)"
-  rm -f "$out"/base-*.tar
+  rm -f "$cache"/base-*.tar "$cache"/base-*.tar.part
   mmdebstrap --arch=arm64 --variant=minbase --format=tar --include="$packages" \
     --components="${components// /,}" "${dpkg_opts[@]}" \
     --essential-hook="$hold_initramfs" --customize-hook="$make_initramfs" \
