@@ -58,17 +58,30 @@ class Machine:
         self.disk = disk
         self.console = workdir / "console.log"
         self.monitor = workdir / "monitor.sock"
-        self.proc = subprocess.Popen([
-            "qemu-system-aarch64", "-M", "virt", "-cpu", "max,pauth-impdef=on", "-smp", "2",
-            "-m", "1024", "-display", "none", "-serial", f"file:{self.console}",
-            "-monitor", f"unix:{self.monitor},server,nowait",
-            "-kernel", str(IMAGE_DIR / "vmlinuz"), "-initrd", str(IMAGE_DIR / "initrd.img"),
-            "-append", "root=LABEL=RASPIROOT ro console=ttyAMA0 "
-                       "systemd.journald.forward_to_console=1",
-            "-drive", f"file={disk},format=raw,if=virtio", "-nic", "user,model=virtio-net-pci"])
+        self.stderr = workdir / "qemu.stderr"  # where QEMU says why it would not start
+        with self.stderr.open("w") as stderr:
+            self.proc = subprocess.Popen([
+                "qemu-system-aarch64", "-M", "virt", "-cpu", "max,pauth-impdef=on", "-smp", "2",
+                "-m", "1024", "-display", "none", "-serial", f"file:{self.console}",
+                "-monitor", f"unix:{self.monitor},server,nowait",
+                "-kernel", str(IMAGE_DIR / "vmlinuz"), "-initrd", str(IMAGE_DIR / "initrd.img"),
+                "-append", "root=LABEL=RASPIROOT ro console=ttyAMA0 "
+                           "systemd.journald.forward_to_console=1",
+                "-drive", f"file={disk},format=raw,if=virtio", "-nic", "user,model=virtio-net-pci"],
+                stderr=stderr)
 
     def log_tail(self) -> str:
+        if not self.console.exists():  # QEMU stopped before it opened the serial port
+            return ""
         return self.console.read_text(errors="replace")[-6000:]
+
+    def not_online(self) -> str:
+        """Why the box is not online: QEMU's exit status and own words, or the console."""
+        code = self.proc.poll()
+        if code is not None:
+            return (f"QEMU exited with code {code} before the box came online:\n"
+                    + self.stderr.read_text(errors="replace")[-4000:] + self.log_tail())
+        return "the box never came online:\n" + self.log_tail()
 
     def press_power_button(self) -> None:
         with socket.socket(socket.AF_UNIX) as monitor:
@@ -136,8 +149,10 @@ def test_image_boots_provisions_from_the_boot_partition_and_joins_the_fleet(
                         events.append(event)
 
             collector = asyncio.create_task(collect())
-            online = await fleet.wait_online([BOX], timeout=240)
-            assert online, "the box never came online:\n" + machine.log_tail()
+            online, deadline = False, time.monotonic() + 240
+            while not online and machine.proc.poll() is None and time.monotonic() < deadline:
+                online = await fleet.wait_online([BOX], timeout=2)
+            assert online, machine.not_online()
             times = {"online": time.monotonic() - began}
             pushing = await fleet.wait_until(
                 lambda: (fleet.boxes[BOX].state or {}).get("pusher", {}).get("state")
