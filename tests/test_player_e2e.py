@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,13 +41,18 @@ def ffmpeg_push(url: str, size: str = "320x180", audio: bool = True,
                             stderr=subprocess.DEVNULL)
 
 
-def ffmpeg_http_flv(port: int, seconds: float = 60) -> subprocess.Popen[bytes]:
-    """ffmpeg serving one HTTP-FLV client (FACTS.md), exiting after `seconds` of stream."""
+def ffmpeg_http_flv(port: int, seconds: float = 60,
+                    tls: tuple[Path, Path] | None = None) -> subprocess.Popen[bytes]:
+    """ffmpeg serving one HTTP-FLV client (FACTS.md), exiting after `seconds` of stream;
+    over https with `tls` = (certificate, key)."""
+    scheme, cert = "http", []
+    if tls is not None:
+        scheme, cert = "https", ["-cert_file", str(tls[0]), "-key_file", str(tls[1])]
     proc = subprocess.Popen(
         ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi",
          "-i", f"testsrc2=size=320x180:rate=25:duration={seconds}", "-c:v", "libx264",
          "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-f", "flv",
-         "-listen", "1", f"http://127.0.0.1:{port}/live.flv"],
+         "-listen", "1", *cert, f"{scheme}://127.0.0.1:{port}/live.flv"],
         stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_listening(port)
     return proc
@@ -216,3 +222,58 @@ def test_http_flv_plays_and_a_dropped_stream_never_ends_with_2006(
         assert p.codes().count(Code.PLAY_WARNING_RECONNECT) == 3
     finally:
         stop(server)
+
+
+@pytest.mark.parametrize("url", ["http://box.invalid/live.flv",  # no such name
+                                 "http://127.0.0.1:{port}/live.flv"])  # nothing listens
+def test_http_flv_failures_are_reconnects_without_the_rtmp_only_codes(
+        url: str, players: list[PlayerThread]) -> None:
+    p = play(players, url.format(port=free_port()),
+             reconnect={"first-delay": 0.1, "max-delay": 1})
+    p.wait_for(Code.PLAY_ERR_NET_DISCONNECT, timeout=20)
+    codes = p.codes()
+    assert codes[:codes.index(Code.PLAY_ERR_NET_DISCONNECT) + 1] == [2103, 2103, 2103, -2301]
+    assert not {3001, 3002, 3003} & set(codes)
+
+
+def test_rtmp_failures_keep_3001_and_3002(players: list[PlayerThread]) -> None:
+    dns = play(players, "rtmp://box.invalid/live/cam",
+               reconnect={"attempts": 1, "first-delay": 0.1, "max-delay": 1})
+    refused = play(players, f"rtmp://127.0.0.1:{free_port()}/live/cam",
+                   reconnect={"attempts": 1, "first-delay": 0.1, "max-delay": 1})
+    for p, code in ((dns, Code.WARNING_DNS_FAIL), (refused, Code.WARNING_SERVER_CONN_FAIL)):
+        p.wait_for(Code.PLAY_ERR_NET_DISCONNECT, timeout=20)
+        assert p.codes()[:4] == [code, 2103, code, -2301]
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1, and its key, made by openssl."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert),
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_flv_plays_with_its_certificate_trusted_and_refuses_it_otherwise(
+        tmp_path: Path, players: list[PlayerThread]) -> None:
+    tls = self_signed(tmp_path)
+    port = free_port()
+    url = f"https://localhost:{port}/live.flv"
+    server = ffmpeg_http_flv(port, tls=tls)
+    try:  # the system's CAs do not vouch for a self-signed certificate
+        refused = play(players, url, reconnect={"attempts": 1, "first-delay": 1})
+        refused.wait_for(Code.PLAY_WARNING_RECONNECT)
+    finally:
+        stop(server)
+    assert Code.PLAY_EVT_CONNECT_SUCC not in refused.codes()
+    frames: list[np.ndarray] = []
+    server = ffmpeg_http_flv(port, tls=tls)
+    try:
+        p = play(players, url, ca_file=str(tls[0]), on_present=lambda px, ms: frames.append(px))
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        time.sleep(0.5)
+    finally:
+        stop(server)
+    assert frames and frames[-1].std() > 20  # testsrc2, not a slate

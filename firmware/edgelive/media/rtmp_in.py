@@ -5,7 +5,8 @@ open with FFmpeg's defaults; 4096 bytes opens any stream in about a second at mo
 Failures are classified into the seed's codes: 3001 DNS, 3002 connection, 3003 RTMP
 handshake. FFmpeg's RTMP client ignores the server's UnpublishNotify, so a clean end of
 an RTMP stream shows as silence on a live connection (a read timeout), while a server that
-goes away shows as an I/O error; HTTP-FLV has no end message at all.
+goes away shows as an I/O error; HTTP-FLV has no end message at all. An https:// server's
+certificate and host name are verified against the system's CAs or the player's `ca-file`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ LATE_VIDEO_PROBE_BYTES = 131072
 """FFmpeg stops probing once an FLV stream has both tracks, so a large probe only costs
 time when video is missing, and PyAV cannot see a track found after the open."""
 OPEN_TIMEOUT = 5.0
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+"""Debian's and Raspberry Pi OS's bundle of trusted CAs."""
 READ_TIMEOUT = 3.0
 
 
@@ -34,11 +37,16 @@ def is_rtmp(url: str) -> bool:
     return urlsplit(url).scheme in ("rtmp", "rtmps")
 
 
-def open_options(url: str, probe_bytes: int = PROBE_BYTES) -> dict[str, str]:
+def open_options(url: str, probe_bytes: int = PROBE_BYTES,
+                 ca_file: str = "") -> dict[str, str]:
     options = {"flags": "low_delay", "probesize": str(probe_bytes),
                "analyzeduration": "0"}
     if is_rtmp(url):
         options["rtmp_live"] = "live"
+    elif urlsplit(url).scheme == "https":
+        # FFmpeg accepts any certificate unless asked to verify; its TLS library's own
+        # idea of "the system's CAs" is where it was built, so the bundle is named.
+        options.update(tls_verify="1", ca_file=ca_file or SYSTEM_CA_FILE)
     return options
 
 
@@ -81,8 +89,9 @@ class StreamInput:
     """One connection to a stream: open, then iterate packets until it ends or fails."""
 
     def __init__(self, url: str, open_timeout: float = OPEN_TIMEOUT,
-                 read_timeout: float = READ_TIMEOUT) -> None:
+                 read_timeout: float = READ_TIMEOUT, ca_file: str = "") -> None:
         self.url = url
+        self._ca_file = ca_file
         self._timeouts = (open_timeout, read_timeout)
         self.container: av.container.InputContainer | None = None
         self.video: av.VideoStream | None = None
@@ -92,12 +101,13 @@ class StreamInput:
         """Connect and probe; when only sound was found in the first bytes (a server that
         starts video at the next key frame), probe again until the video track shows up."""
         try:
-            self.container = av.open(self.url, options=open_options(self.url),
-                                     timeout=self._timeouts)
+            self.container = av.open(self.url, timeout=self._timeouts,
+                                     options=open_options(self.url, ca_file=self._ca_file))
             if not self.container.streams.video and self.container.streams.audio:
                 self.container.close()
                 self.container = av.open(self.url, timeout=self._timeouts,
-                                         options=open_options(self.url, LATE_VIDEO_PROBE_BYTES))
+                                         options=open_options(self.url, LATE_VIDEO_PROBE_BYTES,
+                                                              self._ca_file))
         except (OSError, av.FFmpegError) as exc:
             code = classify_open_error(self.url, exc)
             raise InputError(code, f"open {redact_url(self.url)}: {exc}") from None

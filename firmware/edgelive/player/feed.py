@@ -3,8 +3,9 @@
 Connection events come from here: 2001 when a connection opens, 2002 on its first packet,
 2003 on its first video key frame; 2006 when an RTMP publisher stops; 2103 for each of the
 fast reconnect attempts, then -2301 and PLAY_RETRY_SCHEDULED with growing backoff
-(policy/reconnect.py). Packets go to a bounded queue the render loop drains; a new
-connection is announced in the queue as a `Session` so decoding restarts cleanly.
+(policy/reconnect.py); before each 2103, 3001/3002/3003 for RTMP only, as in the seed.
+Packets go to a bounded queue the render loop drains; a new connection is announced in the
+queue as a `Session` so decoding restarts cleanly.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ class Feed:
     """Reads `url` in a daemon thread until `stop()`; `drain()` returns what arrived."""
 
     def __init__(self, url: str, events: EventLog, policy: ReconnectPolicy,
-                 role: str = "main", on_arrival: Callable[[], None] | None = None) -> None:
+                 role: str = "main", on_arrival: Callable[[], None] | None = None,
+                 ca_file: str = "") -> None:
         self.url = url
+        self._ca_file = ca_file
         self.role = role
         self._on_arrival = on_arrival
         """Called when an item is queued and the render loop was not woken since its last
@@ -113,7 +116,7 @@ class Feed:
         self._ended = False
         self.state = "connecting"
         while not self._stop.is_set():
-            stream = StreamInput(self.url)
+            stream = StreamInput(self.url, ca_file=self._ca_file)
             try:
                 stream.open()
             except InputError as exc:
@@ -169,8 +172,11 @@ class Feed:
 
     def _failed(self, exc: InputError) -> bool:
         """Report a failure and wait before the next attempt; False = stop for good."""
-        if exc.code in (Code.WARNING_DNS_FAIL, Code.WARNING_SERVER_CONN_FAIL) or (
-                exc.code == Code.WARNING_SHAKE_FAIL and is_rtmp(self.url)):
+        # The seed's 3001-3003 are RTMP-only; an HTTP-FLV failure is told by 2103 alone
+        # (its message carries the reason), then -2301.
+        if is_rtmp(self.url) and exc.code in (Code.WARNING_DNS_FAIL,
+                                              Code.WARNING_SERVER_CONN_FAIL,
+                                              Code.WARNING_SHAKE_FAIL):
             self._emit(exc.code, str(exc))
         decision = self._policy.failure()
         if decision.gave_up_now:

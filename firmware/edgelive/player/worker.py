@@ -40,7 +40,7 @@ REPORT_INTERVAL = 1.0
 MAX_WAIT = 0.1
 """Longest sleep of the render loop: window events, lag checks and buffer control."""
 STREAM_KEYS = ("src", "pip_src", "backup_src", "picture_in_picture_mode", "mode",
-               "reconnect", "decoder")
+               "reconnect", "decoder", "ca_file")
 """Config keys whose change restarts the streams; any other key applies in place."""
 _FEED_TO_STATE = {"connecting": "connecting", "playing": "playing", "ended": "connecting",
                   "reconnecting": "reconnecting", "disconnected": "reconnecting",
@@ -177,7 +177,8 @@ class Player:
     def _playback(self, url: str, role: str, audio: AudioOut | None) -> Playback:
         r = self.config.reconnect
         policy = ReconnectPolicy(r.attempts, r.first_delay, r.max_delay, r.give_up)
-        feed = Feed(url, self.events, policy, role=role, on_arrival=self._wake.set)
+        feed = Feed(url, self.events, policy, role=role, on_arrival=self._wake.set,
+                    ca_file=self.config.ca_file)
         prefer = (self.config.decoder != "software" if self._prefer_hardware is None
                   else self._prefer_hardware)
         playback = Playback(feed, self.events, self._targets(), prefer_hardware=prefer,
