@@ -1,8 +1,9 @@
 """The event record every part of the box emits (SPEC §1), numbered per boot.
 
 An event is a plain JSON object: `{"ts", "seq", "code", "name", "src", "msg", "detail"}`.
-Workers write them as JSON lines; the supervisor renumbers nothing, it only relays, so
-`seq` comes from one `EventLog` per process and the supervisor adds its own for `device`.
+Workers write them as JSON lines, numbered by their own `EventLog`; the supervisor's log
+renumbers each one it relays (`EventLog.relay`), so the box's one stream has one `seq` that
+increases across worker restarts, which restart a worker's own count from 1.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from edgelive.codes import Code, Source, code_name
@@ -53,7 +54,8 @@ def now_ms() -> int:
 
 
 class EventLog:
-    """Creates numbered events for one source and hands them to listeners (thread-safe).
+    """Creates numbered events for one source, relays other sources' in the same numbering,
+    and hands them to listeners (thread-safe).
 
     Messages are redacted here, once, so no stream key or password reaches a log,
     a topic or a terminal whatever the caller put in the text.
@@ -80,6 +82,19 @@ class EventLog:
                 msg=redact_text(msg),
                 detail=detail,
             )
+        self._notify(event)
+        return event
+
+    def relay(self, event: Event) -> Event:
+        """Take an event made by another process into this log: numbered here, src kept.
+
+        The message is redacted again: it arrived as a line from another process.
+        """
+        with self._lock:
+            event = replace(event, seq=next(self._seq), msg=redact_text(event.msg))
+        self._notify(event)
+        return event
+
+    def _notify(self, event: Event) -> None:
         for listener in list(self._listeners):
             listener(event)
-        return event

@@ -182,7 +182,7 @@ class Supervisor:
             except (KeyError, TypeError, ValueError):
                 log.warning("%s sent a malformed event: %.200r", kind, message)
                 return
-            self._on_event(event)
+            self.events.relay(event)  # one seq for the box: a restarted worker counts from 1
         elif message["type"] == "netstatus":
             slot.netstatus = {k: v for k, v in message.items() if k != "type"}
             if self._agent is not None:
