@@ -27,10 +27,12 @@ SCREEN = (320, 180)
 
 
 def ffmpeg_push(url: str, size: str = "320x180", audio: bool = True,
-                extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
-    """An independent publisher: ffmpeg's test pattern (+ a sine tone) at real time."""
+                extra: tuple[str, ...] = (), colour: str = "") -> subprocess.Popen[bytes]:
+    """An independent publisher: ffmpeg's test pattern, or a plain `colour`, (+ a sine
+    tone) at real time."""
+    video = f"color=c={colour}:" if colour else "testsrc2="
     argv = ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi",
-            "-i", f"testsrc2=size={size}:rate=25"]
+            "-i", f"{video}size={size}:rate=25"]
     if audio:
         argv += ["-f", "lavfi", "-i", "sine=frequency=440"]
     argv += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25",

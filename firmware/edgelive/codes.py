@@ -85,6 +85,7 @@ class Code(IntEnum):
     PLAY_BACKUP_OFF = 6081
     DISPLAY_OFF = 6082
     DISPLAY_ON = 6083
+    PLAY_FULLSCREEN_CHANGE = 6084
 
 
 class Source(StrEnum):
@@ -171,6 +172,9 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.PLAY_BACKUP_OFF: "The player's src is back; backup-src stopped.",
     Code.DISPLAY_OFF: "The display was unplugged or turned off (player paused/muted per config).",
     Code.DISPLAY_ON: "The display is connected and on again.",
+    Code.PLAY_FULLSCREEN_CHANGE: "The picture went full screen or back to its layout box "
+                                 "(the seed's bindfullscreenchange; detail: fullScreen, "
+                                 "direction).",
 }
 
 

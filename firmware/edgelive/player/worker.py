@@ -281,7 +281,8 @@ class Player:
             self.config = self.config.model_copy(update={"muted": bool(args.get("muted", True))})
             self._apply_mute()
         elif verb in ("requestFullScreen", "exitFullScreen"):
-            self.fullscreen = verb == "requestFullScreen"
+            # with no layout box there is nothing smaller to exit to
+            self._set_fullscreen(verb == "requestFullScreen" or not self.config.layout)
         elif verb == "snapshot":
             return self._snapshot()
         return self.state()
@@ -293,6 +294,13 @@ class Player:
         if not self._display.paused:
             self._set_paused(paused)
 
+    def _set_fullscreen(self, fullscreen: bool) -> None:
+        if fullscreen != self.fullscreen:
+            self.fullscreen = fullscreen
+            self.events.emit(Code.PLAY_FULLSCREEN_CHANGE,
+                             "full screen" if fullscreen else "back to the layout box",
+                             fullScreen=fullscreen, direction=self.config.orientation)
+
     def apply_config(self, section: dict[str, Any]) -> None:
         """A live config change: streams restart only when what they play changed."""
         merged = {**self.config.model_dump(by_alias=True), **section}
@@ -300,7 +308,7 @@ class Player:
         restart = any(getattr(new, k) != getattr(self.config, k) for k in STREAM_KEYS)
         old, self.config = self.config, new
         if new.layout != old.layout:
-            self.fullscreen = not new.layout
+            self._set_fullscreen(not new.layout)
         running = self.main is not None
         if new.src and ((restart and running) or (new.autoplay and not running
                                                    and not self._stopped)):
