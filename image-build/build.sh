@@ -102,9 +102,12 @@ rm -rf "$root/tmp/wheels"
 step "users, service, network and boot configuration"
 in_root groupadd --system gpio
 in_root useradd --system --home-dir /var/lib/edgelive --no-create-home \
-  --shell /usr/sbin/nologin --groups video,render,audio,gpio edgelive
+  --shell /usr/sbin/nologin --groups video,render,audio,gpio,systemd-journal edgelive
 gid=$(in_root getent group edgelive | cut -d: -f3)
-install -D -m 0644 "$repo/systemd/edgelive.service" "$root/etc/systemd/system/edgelive.service"
+# The service, and the narrow reboot helper (a path unit + a root oneshot) for device/reboot.
+for unit in edgelive.service edgelive-reboot.path edgelive-reboot.service; do
+  install -D -m 0644 "$repo/systemd/$unit" "$root/etc/systemd/system/$unit"
+done
 mkdir -p "$root/usr/share/edgelive" "$root/opt/edgelive"
 cp -r "$repo/board" "$root/usr/share/edgelive/board"
 cp -r "$repo/docs" "$root/opt/edgelive/docs"
@@ -116,7 +119,7 @@ LABEL=RASPIROOT  /               ext4  rw,noatime,errors=remount-ro            0
 LABEL=RASPIFIRM  /boot/firmware  vfat  rw,noatime,gid=$gid,umask=0007,nofail   0 2
 EOF
 "$python" "$here/config_txt.py" "$repo/board" > "$root/etc/default/raspi-firmware-custom"
-in_root systemctl enable -q edgelive.service systemd-networkd.service \
+in_root systemctl enable -q edgelive.service edgelive-reboot.path systemd-networkd.service \
   systemd-resolved.service systemd-timesyncd.service
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 in_root passwd -l root >/dev/null

@@ -1,0 +1,65 @@
+"""The service unit stays hardened: systemd's own measure, and what the box needs kept open."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UNITS = Path(__file__).resolve().parents[1] / "systemd"
+MAX_EXPOSURE = 2.0
+
+
+def unit_settings(name: str) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in (UNITS / name).read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_exposure_is_at_most_two() -> None:
+    done = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager",
+                           str(UNITS / "edgelive.service")],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for edgelive\.service: ([0-9.]+)",
+                      done.stdout + done.stderr)
+    assert found, done.stdout + done.stderr
+    exposure = float(found.group(1))
+    print(f"systemd-analyze security --offline=yes: exposure {exposure}")
+    assert exposure <= MAX_EXPOSURE, done.stdout
+
+
+def test_the_box_keeps_what_it_needs() -> None:
+    """Hardening must not take away the devices, directories and sockets the box uses."""
+    unit = unit_settings("edgelive.service")
+    allowed = {value.split()[0] for value in unit["DeviceAllow"]}
+    assert {"char-video4linux", "char-media", "char-drm", "char-gpiochip",
+            "char-alsa"} <= allowed
+    assert unit["DevicePolicy"] == ["closed"]
+    groups = set(unit["SupplementaryGroups"][0].split())
+    assert {"video", "render", "gpio", "audio", "systemd-journal"} <= groups
+    assert "-/boot/firmware" in unit["ReadWritePaths"]  # first-boot import rewrites the file
+    assert unit["StateDirectory"] == ["edgelive"] and unit["RuntimeDirectory"] == ["edgelive"]
+    assert set(unit["RestrictAddressFamilies"][0].split()) >= {"AF_UNIX", "AF_INET",
+                                                              "AF_INET6"}
+    assert unit["Type"] == ["notify"] and unit["WatchdogSec"]
+    request = next(v for v in unit["Environment"] if v.startswith("EDGELIVE_REBOOT_REQUEST="))
+    path_unit = unit_settings("edgelive-reboot.path")
+    assert path_unit["PathExists"] == [request.partition("=")[2]]
+    assert path_unit["Unit"] == ["edgelive-reboot.service"]
+    helper = unit_settings("edgelive-reboot.service")
+    assert helper["ExecStart"][-1].endswith("systemctl --no-block reboot")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_units_verify() -> None:
+    done = subprocess.run(["systemd-analyze", "verify", str(UNITS / "edgelive-reboot.path"),
+                           str(UNITS / "edgelive-reboot.service")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
