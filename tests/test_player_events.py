@@ -1,0 +1,133 @@
+"""Player warnings produced for real: a server that stalls (2007, 2104, 2105) and a stream
+whose sound cannot be decoded (2102)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from edgelive.codes import Code
+from tests.servers import NginxRtmp
+from tests.test_player_e2e import ffmpeg_push, play, players, stop  # noqa: F401
+
+STALL = 1.5
+"""How long the relay holds the stream back (s): past the lag thresholds (0.5 s), under the
+read timeout (3 s) that would make it a reconnect."""
+
+
+class StallingRelay:
+    """A TCP relay to `upstream` that can hold back what the server sends (`hold()` /
+    `release()`) without losing it: the bytes wait in the server's socket, as behind a link
+    that stopped for a while."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self._upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._upstream)
+            self._sockets += [client, server]
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, held: bool) -> None:
+        try:
+            while data := src.recv(4096):
+                if held:
+                    self._flowing.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+    def close(self) -> None:
+        self.release()
+        for s in self._sockets:
+            s.close()
+
+
+@pytest.fixture
+def relay(nginx: NginxRtmp) -> Iterator[StallingRelay]:
+    r = StallingRelay((nginx.host, nginx.port))
+    yield r
+    r.close()
+
+
+def test_a_stalled_server_is_loading_then_recv_and_play_lag_then_plays_on(
+        nginx: NginxRtmp, relay: StallingRelay, players) -> None:  # noqa: F811
+    shown: list[float] = []
+    pusher = ffmpeg_push(nginx.url("cam"), audio=False)
+    try:
+        p = play(players, f"rtmp://127.0.0.1:{relay.port}/live/cam",
+                 on_present=lambda px, ms: shown.append(time.monotonic()))
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        time.sleep(1.0)
+        assert not {2007, 2104, 2105} & set(p.codes()), "a steady stream has no lag"
+        relay.hold()
+        held = time.monotonic()
+        time.sleep(STALL)
+        relay.release()
+        time.sleep(1.5)
+    finally:
+        stop(pusher)
+    loading = p.wait_for(Code.PLAY_EVT_PLAY_LOADING, timeout=1)
+    recv_lag = p.wait_for(Code.PLAY_WARNING_RECV_DATA_LAG, timeout=1)
+    play_lag = p.wait_for(Code.PLAY_WARNING_VIDEO_PLAY_LAG, timeout=1)
+    assert loading.seq < play_lag.seq  # SPEC §4: stall → 2007, then 2105/2104
+    assert recv_lag.detail["lag_ms"] >= 500 and play_lag.detail["lag_ms"] >= 500
+    for code in (2007, 2104, 2105):
+        assert p.codes().count(code) == 1, f"one {code} per stall: {p.codes()}"
+    assert Code.PLAY_WARNING_RECONNECT not in p.codes()
+    assert p.codes().count(Code.PLAY_EVT_CONNECT_SUCC) == 1
+    frozen = [t for t in shown if held + 0.3 < t < held + STALL - 0.1]
+    assert not frozen, "nothing new to show while the server stalls"
+    assert len([t for t in shown if t > held + STALL + 0.5]) > 15  # playing again
+
+
+def test_undecodable_sound_is_audio_decode_fail_and_pictures_go_on(
+        nginx: NginxRtmp, players, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from edgelive.hw.speaker import Speaker
+
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    frames: list[np.ndarray] = []
+    # the noise bitstream filter garbles the AAC packets on their way into the FLV
+    pusher = ffmpeg_push(nginx.url("noisy"), extra=("-bsf:a", "noise=amount=20"))
+    clean = ffmpeg_push(nginx.url("clean"))
+    try:
+        p = play(players, nginx.url("noisy"), speaker=lambda: Speaker("speaker"),
+                 on_present=lambda px, ms: frames.append(px))
+        good = play(players, nginx.url("clean"), speaker=lambda: Speaker("speaker"))
+        p.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        good.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        fail = p.wait_for(Code.PLAY_WARNING_AUDIO_DECODE_FAIL, timeout=5)
+        assert "audio decode failed" in fail.msg
+        before = len(frames)
+        time.sleep(2.0)
+    finally:
+        stop(pusher)
+        stop(clean)
+    assert len(frames) - before > 30  # the pictures are unaffected
+    assert Code.PLAY_WARNING_VIDEO_DECODE_FAIL not in p.codes()
+    assert Code.PLAY_WARNING_AUDIO_DECODE_FAIL not in good.codes()
