@@ -8,9 +8,13 @@ session starts at a video key frame: video before it is not sent, and sound only
 key frame's time on (held while its encode finishes), so a receiver's first picture
 decodes and audio never leads video.
 
-PyAV holds the GIL while it connects (avio_open and the RTMP handshake), so the host and
-port are checked from Python first: DNS and refused connections fail fast and exactly, and
-the remaining GIL-held part is the handshake with a server that is known to be listening.
+A publish is one TCP connection: the server is never probed with a connection of its own
+(ingest servers log those as failed handshakes, and a server that takes one connection,
+such as `ffmpeg -listen 1`, would be used up by it). Only the name is resolved from Python
+first (getaddrinfo releases the GIL, FFmpeg's resolver does not), which gives 3001 exactly;
+every other failure is classified from FFmpeg's own attempt. PyAV holds the GIL while
+FFmpeg connects and shakes hands: a refused port answers at once, a host that drops packets
+holds it for FFmpeg's connect timeout (5 s).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import os
 import queue
 import socket
 import threading
@@ -34,7 +39,6 @@ from edgelive.codes import Code
 from edgelive.media.encode import StreamParams
 from edgelive.redact import redact_text
 
-CONNECT_TIMEOUT = 5.0
 EARLY_AUDIO_PACKETS = 32
 """Sound kept while a session waits for its first key frame (about 0.7 s of AAC)."""
 
@@ -42,9 +46,12 @@ EARLY_AUDIO_PACKETS = 32
 class PushNetError(Exception):
     """The RTMP session failed; `code` is one of 3001–3005, the message is redacted."""
 
-    def __init__(self, code: Code, message: str) -> None:
+    def __init__(self, code: Code, message: str, refused: bool = False) -> None:
         super().__init__(redact_text(message))
         self.code = code
+        self.refused = refused
+        """Nothing listens on the server's port (3002): trying again costs no connection
+        the server sees, so it can be done often while waiting for the server."""
 
 
 def _server_reason(text: str) -> str:
@@ -52,48 +59,35 @@ def _server_reason(text: str) -> str:
     return text.split(marker, 1)[1].strip() if marker in text else ""
 
 
-def check_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> None:
-    """Resolve and TCP-connect to the URL's server; raises 3001 or 3002."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 1935
+def resolve(url: str) -> None:
+    """Resolve the URL's host name without connecting; raises 3001."""
+    host = urlsplit(url).hostname or ""
     try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise PushNetError(Code.WARNING_DNS_FAIL,
                            f"cannot resolve {host!r}: {exc.strerror or exc}") from None
-    last: OSError | None = None
-    for family, kind, proto, _, address in addresses:
-        try:
-            with socket.socket(family, kind, proto) as sock:
-                sock.settimeout(timeout)
-                sock.connect(address)
-                return
-        except OSError as exc:
-            last = exc
-    reason = "timed out" if isinstance(last, TimeoutError) else (
-        getattr(last, "strerror", None) or str(last))
-    raise PushNetError(Code.WARNING_SERVER_CONN_FAIL,
-                       f"cannot connect to {host}:{port}: {reason}")
 
 
-def server_accepts(url: str, timeout: float = 0.5) -> bool:
-    """True when the URL's server takes a TCP connection now: a cheap probe (no RTMP) that
-    lets a reconnect start as soon as a server that was down listens again."""
-    try:
-        check_reachable(url, timeout)
-    except PushNetError:
-        return False
-    return True
+UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH,
+                                errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
+"""The TCP connection itself failed (3002): nothing of RTMP was exchanged."""
 
 
-def classify_open_error(exc: Exception) -> PushNetError:
+def classify_open_error(exc: Exception, url: str = "") -> PushNetError:
+    """The code of a failed publish attempt, from FFmpeg's exception (and its log)."""
     text = str(exc)
     reason = _server_reason(text)
     if reason:
         return PushNetError(Code.PUSH_WARNING_SERVER_DISCONNECT,
                             f"server rejected the publish: {reason}")
-    if isinstance(exc, ConnectionRefusedError):
-        return PushNetError(Code.WARNING_SERVER_CONN_FAIL, f"connection refused: {text}")
+    number = getattr(exc, "errno", None)
+    if number in UNREACHABLE_ERRNOS:
+        parts = urlsplit(url)
+        where = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        what = os.strerror(number).lower() if number is not None else text
+        return PushNetError(Code.WARNING_SERVER_CONN_FAIL, f"cannot connect to {where}: {what}",
+                            refused=number == errno.ECONNREFUSED)
     return PushNetError(Code.WARNING_SHAKE_FAIL,
                         f"RTMP handshake/connect failed (is it an RTMP server and "
                         f"application?): {text}")
@@ -123,7 +117,7 @@ class RtmpOutput:
 
     def open(self, url: str) -> None:
         """Connect and publish; raises PushNetError (3001–3004)."""
-        check_reachable(url)
+        resolve(url)
         video, audio = self._params
         if av.logging.get_level() is None:
             # FFmpeg only quotes the server's reason ("Already publishing") in its
@@ -139,7 +133,7 @@ class RtmpOutput:
                 self.audio_stream = self._add_stream(container, audio) if audio else None
                 container.start_encoding()
         except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
-            error = classify_open_error(exc)
+            error = classify_open_error(exc, url)
         else:
             self._container = container
             return
@@ -156,7 +150,9 @@ class RtmpOutput:
             stream = container.add_stream("libx264", rate=params.fps)
             ctx = stream.codec_context
             ctx.width, ctx.height, ctx.pix_fmt = params.width, params.height, "yuv420p"
-            ctx.options = {"preset": "ultrafast"}
+            # Opened (by PyAV) on every attempt, also the ones a closed port refuses while
+            # a reconnect waits for the server: the cheapest x264 there is.
+            ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "threads": "1"}
         else:
             stream = container.add_stream("aac", rate=params.sample_rate)
             ctx = stream.codec_context

@@ -8,9 +8,11 @@ One thread runs a small state machine:
 Every failure (the loss itself, then each failed attempt) is reported with its 3001–3005
 code and the server's reason, then handed to `ReconnectPolicy`: the first attempts are
 announced with 1102, the one that spends them with -1307, the backed-off ones after it with
-PUSH_RETRY_SCHEDULED. While the server refuses connections the wait before an attempt ends
-early as soon as its port accepts again, so a returning server is used within a fraction
-of a second whatever the backoff has grown to.
+PUSH_RETRY_SCHEDULED. While the server refuses connections (nothing listens on its port),
+publish attempts are also made quietly every RETRY_INTERVAL during the wait: a refusal costs
+the server no connection, and the attempt that reaches it is the publish itself, so a
+returning server is used within a fraction of a second whatever the backoff has grown to.
+The server is never probed with a connection of its own (one publish, one connection).
 
 Capture and encoding never wait for the link: `send()` drops packets while it is down, and
 each new session starts at a key frame (`on_connected` asks the encoder for one).
@@ -30,20 +32,14 @@ from edgelive.codes import Code
 from edgelive.config.schema import Reconnect
 from edgelive.events import EventLog, now_ms
 from edgelive.media.encode import StreamParams
-from edgelive.media.rtmp_out import (
-    PacketSender,
-    PushNetError,
-    RtmpOutput,
-    SenderStats,
-    server_accepts,
-)
+from edgelive.media.rtmp_out import PacketSender, PushNetError, RtmpOutput, SenderStats
 from edgelive.policy.reconnect import ReconnectPolicy
 
-PROBE_INTERVAL = 0.25
-"""How often a refused server is probed (one TCP connect) while an attempt is pending."""
-UNREACHABLE = (Code.WARNING_SERVER_CONN_FAIL, Code.PUSH_WARNING_SOCKET_BROKEN)
-"""Failures after which the server's port is probed; a DNS failure or a server that
-answers but rejects the publish (3003/3004) waits out the backoff instead."""
+RETRY_INTERVAL = 0.25
+"""How often a publish is attempted quietly while the server refuses connections."""
+
+Attempt = RtmpOutput | PushNetError
+"""What one publish attempt gave: a connected output or the reason it failed."""
 
 
 class LinkState(StrEnum):
@@ -103,18 +99,25 @@ class Link:
     # -- the link thread
 
     def _run(self) -> None:
-        while not self._closing.is_set():
-            try:
-                error = self._publish()
-            except PushNetError as exc:
-                error = exc.with_traceback(None)  # its frames would hold the failed output
-            if error is None or not self._retry_after(error):
+        attempt: Attempt | None = self._attempt()
+        while attempt is not None:
+            error = self._publish(attempt) if isinstance(attempt, RtmpOutput) else attempt
+            if error is None:
                 return
+            attempt = self._retry_after(error)
 
-    def _publish(self) -> PushNetError | None:
-        """One session: connect (1001), send until it is lost; returns why, None on close."""
+    def _attempt(self) -> Attempt:
         output = RtmpOutput(*self._streams)
-        output.open(self._url)  # raises PushNetError 3001–3004
+        try:
+            output.open(self._url)
+        except PushNetError as exc:
+            output.close()
+            return exc.with_traceback(None)  # its frames would hold the failed output
+        return output
+
+    def _publish(self, output: RtmpOutput) -> PushNetError | None:
+        """One session on a connected output (1001), until it is lost; returns why, None
+        on close."""
         if self._closing.is_set():
             output.close()
             return None
@@ -144,11 +147,12 @@ class Link:
         if sender is not None:
             sender.stop()
 
-    def _retry_after(self, error: PushNetError) -> bool:
-        """Report the failure, then wait as the policy says; False = stop trying."""
+    def _retry_after(self, error: PushNetError) -> Attempt | None:
+        """Report the failure, wait as the policy says and attempt again; returns that
+        attempt, None = stop trying."""
         self._events.emit(error.code, str(error))
         if self._closing.is_set():
-            return False
+            return None
         with self._lock:
             decision = self._policy.failure()
         if decision.gave_up_now:
@@ -157,7 +161,7 @@ class Link:
         if decision.delay is None:
             self._set_state(LinkState.GAVE_UP)
             self._events.emit(Code.PUSH_STOPPED, "push stopped: the server stays unreachable")
-            return False
+            return None
         if self.state is not LinkState.CONNECTING:
             self._set_state(LinkState.RECONNECTING)
         delay_ms = round(decision.delay * 1000)
@@ -171,17 +175,21 @@ class Link:
                               f"reconnecting in {decision.delay:g} s "
                               f"(attempt {decision.attempt} of {self._policy.attempts})",
                               attempt=decision.attempt, delay_ms=delay_ms)
-        return self._wait(decision.delay, probe=error.code in UNREACHABLE)
+        return self._wait_and_attempt(decision.delay, quietly=error.refused)
 
-    def _wait(self, delay: float, probe: bool) -> bool:
-        """Sleep `delay` s, less once a refused server listens again; False when closed."""
+    def _wait_and_attempt(self, delay: float, quietly: bool) -> Attempt | None:
+        """The attempt due after `delay` s; None when closed meanwhile. With `quietly`, the
+        server refused the last one: attempts go on every RETRY_INTERVAL during the wait,
+        and the first that is not refused again is the one returned."""
         deadline = time.monotonic() + delay
         while (remaining := deadline - time.monotonic()) > 0:
-            if self._closing.wait(min(remaining, PROBE_INTERVAL)):
-                return False
-            if probe and server_accepts(self._url, PROBE_INTERVAL):
-                break
-        return not self._closing.is_set()
+            if self._closing.wait(min(remaining, RETRY_INTERVAL)):
+                return None
+            if quietly and deadline - time.monotonic() > 0:
+                attempt = self._attempt()
+                if not (isinstance(attempt, PushNetError) and attempt.refused):
+                    return attempt
+        return None if self._closing.is_set() else self._attempt()
 
     def _set_state(self, state: LinkState) -> None:
         if state is not self.state:
