@@ -78,7 +78,8 @@ def test_ls_get_set_cmd(mosquitto: Mosquitto, boxes: None,
     code, out = fleet(mosquitto, capsys, "cmd", "cam1", "stop")
     assert code == 2  # ambiguous verb: pusher or player
     code, out = fleet(mosquitto, capsys, "cmd", "lobby", "device/privacy", "on=maybe")
-    assert code == 1 and out.startswith("cam1: failed -6018 args.on must be")
+    assert code == 1 and out.startswith(
+        "cam1: failed -6018 device/privacy: args.on: Input should be a valid boolean")
 
 
 def test_watch_prints_events(mosquitto: Mosquitto, boxes: None,

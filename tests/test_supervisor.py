@@ -39,11 +39,11 @@ def box_config(broker: Mosquitto, **sections: dict) -> dict:
 def run_box(tmp_path: Path) -> Iterator:
     procs: list[subprocess.Popen] = []
 
-    def start(doc: dict) -> subprocess.Popen:
+    def start(doc: dict, **env_extra: str) -> subprocess.Popen:
         state = tmp_path / "state"
         write_config(state, doc)
         env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "SDL_VIDEODRIVER": "offscreen",
-               "SDL_AUDIODRIVER": "dummy"}
+               "SDL_AUDIODRIVER": "dummy", **env_extra}
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgelive", "run", "--state-dir", str(state),
              "--boot-file", str(tmp_path / "absent.toml")],

@@ -4,12 +4,14 @@ HA's device-based format (`homeassistant/device/<id>/config`) carries the device
 the origin (`o`) and every entity in `cmps`. Entities read the box's own topics (state,
 tele, snapshot) and write ordinary commands, so HA needs no rights beyond an operator's.
 Command ids come from HA's clock, unique per press, so the duplicate filter lets each through.
+The switches and buttons are the verbs that edgelive.verbs marks as Home Assistant entities.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from edgelive import verbs
 from edgelive.fleet.topics import BoxTopics
 
 # HA renders this template with `value` = the switch's ON/OFF payload.
@@ -29,14 +31,14 @@ def discovery_payload(topics: BoxTopics, name: str, version: str) -> dict[str, A
         return f"{uid}_{key}", {"p": "sensor", "name": label, "uniq_id": f"{uid}_{key}",
                                 "stat_t": topic, "val_tpl": template, **extra}
 
-    def switch(key: str, label: str, template: str, command: str) -> tuple:
-        return f"{uid}_{key}", {"p": "switch", "name": label, "uniq_id": f"{uid}_{key}",
-                                "stat_t": topics.state, "val_tpl": template,
-                                "cmd_t": command, "cmd_tpl": _command(_SWITCH_ARGS)}
-
-    def button(key: str, label: str, command: str) -> tuple:
-        return f"{uid}_{key}", {"p": "button", "name": label, "uniq_id": f"{uid}_{key}",
-                                "cmd_t": command, "cmd_tpl": _command()}
+    def entity(verb: verbs.Verb, ha: verbs.HaSwitch | verbs.HaButton) -> tuple:
+        key, command = f"{uid}_{ha.key}", topics.cmd(verb.target, verb.name)
+        if isinstance(ha, verbs.HaButton):
+            return key, {"p": "button", "name": ha.name, "uniq_id": key, "cmd_t": command,
+                         "cmd_tpl": _command()}
+        return key, {"p": "switch", "name": ha.name, "uniq_id": key, "stat_t": topics.state,
+                     "val_tpl": f"{{{{ 'ON' if value_json.{ha.state} else 'OFF' }}}}",
+                     "cmd_t": command, "cmd_tpl": _command(_SWITCH_ARGS)}
 
     components = dict([
         (f"{uid}_camera", {"p": "camera", "name": "Snapshot", "uniq_id": f"{uid}_camera",
@@ -48,13 +50,7 @@ def discovery_payload(topics: BoxTopics, name: str, version: str) -> dict[str, A
                unit_of_meas="fps", stat_cla="measurement"),
         sensor("pusher_state", "Pusher", topics.state, "{{ value_json.pusher.state }}"),
         sensor("player_state", "Player", topics.state, "{{ value_json.player.state }}"),
-        switch("privacy", "Privacy", "{{ 'ON' if value_json.privacy else 'OFF' }}",
-               topics.cmd("device", "privacy")),
-        switch("mute", "Mute", "{{ 'ON' if value_json.player.muted else 'OFF' }}",
-               topics.cmd("player", "mute")),
-        button("start", "Start push", topics.cmd("pusher", "start")),
-        button("stop", "Stop push", topics.cmd("pusher", "stop")),
-        button("identify", "Identify", topics.cmd("device", "identify")),
+        *(entity(verb, verb.ha) for verb in verbs.VERBS if verb.ha is not None),
     ])
     return {
         "dev": {"ids": [uid], "name": name or box, "mf": "edgelive", "mdl": "edgelive box",

@@ -2,7 +2,8 @@
 
 Everything on a subscribed topic is untrusted input. A message is accepted only when it is
 small enough, valid JSON of the right shape, addressed to a known target and verb, not
-expired and not a repeat; anything else is refused with a reason and changes nothing.
+expired and not a repeat, and its arguments fit the verb's schema in edgelive.verbs; anything
+else is refused with a reason and changes nothing.
 """
 
 from __future__ import annotations
@@ -12,12 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-VERBS: dict[str, frozenset[str]] = {
-    "pusher": frozenset({"start", "stop", "pause", "resume", "switchCamera", "snapshot"}),
-    "player": frozenset({"play", "stop", "pause", "resume", "mute", "requestFullScreen",
-                         "exitFullScreen", "snapshot"}),
-    "device": frozenset({"identify", "privacy", "restart", "reboot", "update"}),
-}
+from edgelive import verbs
 
 MAX_COMMAND_BYTES = 4 * 1024
 MAX_DESIRED_BYTES = 64 * 1024
@@ -31,6 +27,7 @@ class Command:
     target: str
     verb: str
     args: dict[str, Any]
+    """Checked against the verb's schema and normalized (absent optional keys left out)."""
     expires: int | None
 
 
@@ -70,21 +67,26 @@ def parse_command(path: str, payload: bytes, now_ms: int) -> Command:
     unknown = set(doc) - {"id", "args", "expires"}
     if unknown:
         raise Rejected(f"unknown field(s): {', '.join(sorted(unknown))}", command_id)
-    target, _, verb = path.partition("/")
-    if target not in VERBS or verb not in VERBS[target]:
+    target, _, name = path.partition("/")
+    verb = verbs.find(target, name)
+    if verb is None:
         raise Rejected(f"unknown command {path!r}", command_id)
     args = doc.get("args", {})
     if args is None:
         args = {}
     if not isinstance(args, dict):
         raise Rejected("args must be a JSON object", command_id)
+    try:
+        args = verb.parse(args)
+    except ValueError as exc:
+        raise Rejected(f"{path}: {exc}", command_id) from None
     expires = doc.get("expires")
     if expires is not None:
         if not _is_int(expires):
             raise Rejected("expires must be unix time in ms", command_id)
         if expires < now_ms:
             raise Rejected(f"expired {now_ms - expires} ms ago", command_id)
-    return Command(command_id, target, verb, args, expires)
+    return Command(command_id, target, name, args, expires)
 
 
 def parse_desired(payload: bytes) -> tuple[int, dict[str, Any]]:
@@ -124,10 +126,10 @@ def resolve_verb(spec: str) -> str:
     """`target/verb` from `target/verb`, `target.verb` or a verb only one target has."""
     target, sep, verb = spec.replace(".", "/").partition("/")
     if sep:
-        if target in VERBS and verb in VERBS[target]:
+        if verbs.find(target, verb) is not None:
             return f"{target}/{verb}"
         raise ValueError(f"unknown command {spec!r}")
-    owners = [t for t, verbs in VERBS.items() if spec in verbs]
+    owners = [v.target for v in verbs.VERBS if v.name == spec]
     if len(owners) == 1:
         return f"{owners[0]}/{spec}"
     if owners:

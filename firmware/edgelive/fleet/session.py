@@ -10,6 +10,8 @@ calls `on_connect` each time so the owner can republish its retained topics. Wit
 version", connects again with 3.1.1 at once. Every failed attempt (broker down, TLS refused,
 CONNACK refused) goes to `on_connect_failed` with a short reason. TCP_NODELAY is set on the
 socket: without it small QoS 1 exchanges wait ~40 ms for delayed ACKs (FACTS.md, MQTT).
+A box's session tells an MQTT 5 broker the largest packet it takes (Maximum-Packet-Size), so
+the broker drops a bigger message instead of making the box read it only to refuse it.
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgelive.config.schema import MqttConfig
+from edgelive.fleet.messages import MAX_DESIRED_BYTES
 from edgelive.policy.reconnect import ReconnectPolicy
 
 log = logging.getLogger(__name__)
 
 # CONNACK codes meaning "speak an older protocol": 0x84 in MQTT 5, 1 in MQTT 3.1.1.
 _UNSUPPORTED_PROTOCOL = frozenset({0x84, 1})
+# The largest message a box accepts (a desired config) plus room for the fixed header, the
+# topic and the properties: an MQTT 5 broker drops anything bigger instead of sending it.
+BOX_MAX_PACKET_BYTES = MAX_DESIRED_BYTES + 4096
 
 
 @dataclass(frozen=True)
@@ -64,15 +70,17 @@ class SessionSettings:
     will: Will | None = None
     connect_timeout: float = 10.0
     max_backoff: float = 30.0
+    max_packet_size: int = 0  # MQTT 5 Maximum-Packet-Size told to the broker; 0: no limit
 
     @classmethod
     def from_config(cls, mqtt: MqttConfig, client_id: str, will: Will | None = None,
                     ) -> SessionSettings:
+        """A box's session: its `[mqtt]` settings, and no message larger than it accepts."""
         return cls(host=mqtt.host, port=mqtt.port, client_id=client_id,
                    keepalive=mqtt.keepalive, protocol=mqtt.protocol, tls=mqtt.tls,
                    ca_file=mqtt.ca_file, cert_file=mqtt.cert_file, key_file=mqtt.key_file,
                    username=mqtt.username, password=mqtt.password.get_secret_value(),
-                   will=will)
+                   will=will, max_packet_size=BOX_MAX_PACKET_BYTES)
 
 
 @dataclass(frozen=True)
@@ -257,8 +265,11 @@ class MqttSession:
         self._connect_error = ""
         self._connack = self._loop.create_future()
         if self.is_v5:
+            properties = Properties(PacketTypes.CONNECT)
+            if s.max_packet_size:
+                properties.MaximumPacketSize = s.max_packet_size
             connect = lambda: client.connect(s.host, s.port, s.keepalive,  # noqa: E731
-                                             clean_start=True)
+                                             clean_start=True, properties=properties)
         else:
             connect = lambda: client.connect(s.host, s.port, s.keepalive)  # noqa: E731
         await self._loop.run_in_executor(None, connect)

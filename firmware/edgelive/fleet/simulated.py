@@ -2,7 +2,8 @@
 
 The fleet bench runs hundreds of them in one process to load a broker the way a fleet does,
 and tests run one as a separate process to kill it (`python -m edgelive.fleet.simulated`).
-Only the media side is simulated; MQTT, validation and persistence are the real code.
+Only the media side is simulated; MQTT, validation and persistence are the real code, and
+commands mean what edgelive.verbs says (the same argument checks and on/off rule as the box).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from edgelive import verbs
 from edgelive.codes import Code, Source
 from edgelive.config.schema import MqttConfig
 from edgelive.config.store import ApplyResult, ConfigStore, redacted
@@ -40,14 +42,6 @@ def _test_jpeg() -> bytes:
     codec.time_base = Fraction(1, 25)
     frame = av.VideoFrame.from_ndarray(np.full((36, 64, 3), 128, np.uint8), format="rgb24")
     return b"".join(bytes(p) for p in codec.encode(frame.reformat(format="yuvj420p")))
-
-
-def _flag(args: dict[str, Any], current: bool) -> bool:
-    """`args.on` as a boolean; absent means toggle."""
-    value = args.get("on", not current)
-    if not isinstance(value, bool):
-        raise CommandError(Code.COMMAND_REJECTED, "args.on must be true or false")
-    return value
 
 
 class SimulatedHost:
@@ -83,14 +77,21 @@ class SimulatedHost:
 
     async def handle_command(self, target: str, verb: str,
                              args: dict[str, Any]) -> dict[str, Any]:
+        spec = verbs.find(target, verb)
+        if spec is None:
+            raise CommandError(Code.COMMAND_REJECTED, f"unknown command {target}/{verb}")
+        try:
+            args = spec.parse(args)
+        except ValueError as exc:
+            raise CommandError(Code.COMMAND_REJECTED, str(exc)) from None
         if target == "pusher":
             self.pusher = _PUSHER[verb] or self.pusher
         elif target == "player":
             if verb == "mute":
-                self.muted = _flag(args, self.muted)
+                self.muted = verbs.switched(args, self.muted)
             self.player = _PLAYER[verb] or self.player
         elif verb == "privacy":
-            self.privacy = _flag(args, self.privacy)
+            self.privacy = verbs.switched(args, self.privacy)
             self.events.emit(Code.PRIVACY_ON if self.privacy else Code.PRIVACY_OFF,
                              "privacy " + ("on" if self.privacy else "off"))
         elif verb == "identify":

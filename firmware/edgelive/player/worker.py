@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from edgelive import verbs
 from edgelive.codes import Code
 from edgelive.config.schema import PlayerConfig
 from edgelive.events import Event, EventLog, now_ms
@@ -34,8 +35,6 @@ from edgelive.player.screen import ScreenState, compose, debug_lines, screen_sta
 from edgelive.policy.buffer import PLAY_STALL_LAG, targets_for
 from edgelive.policy.reconnect import ReconnectPolicy
 
-VERBS = ("play", "stop", "pause", "resume", "mute", "requestFullScreen", "exitFullScreen",
-         "snapshot")
 REPORT_INTERVAL = 1.0
 MAX_WAIT = 0.1
 """Longest sleep of the render loop: window events, lag checks and buffer control."""
@@ -84,7 +83,7 @@ class Player:
         self.netstatus: dict[str, Any] = {}
         self._recent: deque[str] = deque(maxlen=5)
         self._screen: ScreenState | None = None
-        self._reported_state = ""
+        self._reported_state: tuple[str, bool] | None = None
         events.subscribe(self._on_event)
 
     # -- thread-safe entry points
@@ -259,8 +258,13 @@ class Player:
             except ValueError as exc:
                 raise CommandError(Code.CONFIG_REJECTED, str(exc)) from None
             return self.state()
-        if verb not in VERBS:
+        spec = verbs.find("player", verb)
+        if spec is None:
             raise CommandError(Code.COMMAND_REJECTED, f"unknown verb {verb!r}")
+        try:
+            args = spec.parse(args)
+        except ValueError as exc:
+            raise CommandError(Code.COMMAND_REJECTED, str(exc)) from None
         if verb == "play":
             src = str(args.get("src") or self.config.src)
             if not src:
@@ -278,7 +282,8 @@ class Player:
         elif verb in ("pause", "resume"):
             self._user_pause(verb == "pause")
         elif verb == "mute":
-            self.config = self.config.model_copy(update={"muted": bool(args.get("muted", True))})
+            muted = verbs.switched(args, self.config.muted)
+            self.config = self.config.model_copy(update={"muted": muted})
             self._apply_mute()
         elif verb in ("requestFullScreen", "exitFullScreen"):
             # with no layout box there is nothing smaller to exit to
@@ -380,12 +385,13 @@ class Player:
 
     def _report_state(self, heartbeat: bool) -> None:
         state = self.play_state()
-        if state == self._reported_state and not heartbeat:
+        if (state, self.config.muted) == self._reported_state and not heartbeat:
             return
-        self._reported_state = state
+        self._reported_state = (state, self.config.muted)
         if self._out is not None:
             self._out.write("state", {"src": "player", "state": state, "ts": now_ms(),
-                                      "backup": self.backup is not None})
+                                      "backup": self.backup is not None,
+                                      "muted": self.config.muted})
 
     def _report_netstatus(self) -> None:
         shown = self._shown()

@@ -20,7 +20,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgelive import __version__
+from edgelive import __version__, verbs
 from edgelive.codes import Code, Source
 from edgelive.config.schema import EdgeliveConfig
 from edgelive.config.store import (
@@ -39,11 +39,7 @@ from edgelive.workers import WorkerError, WorkerProcess, worker_argv
 
 log = logging.getLogger("edgelive")
 
-WORKER_VERBS = {
-    "pusher": {"start", "stop", "pause", "resume", "switchCamera", "snapshot"},
-    "player": {"play", "stop", "pause", "resume", "mute", "requestFullScreen",
-               "exitFullScreen", "snapshot"},
-}
+WORKERS = ("pusher", "player")  # command targets run by a worker process (edgelive.verbs)
 START_VERB = {"pusher": "start", "player": "play"}
 # Keys a running worker takes without a restart (sent to it as a config line); any other
 # change in its section restarts that worker alone.
@@ -65,6 +61,7 @@ class WorkerSlot:
     process: WorkerProcess | None = None
     wanted: bool = False  # started by autopush/autoplay or a command, not stopped since
     state: str = "off"
+    muted: bool | None = None  # as the worker reports it (player), None before it has
     netstatus: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,7 +80,8 @@ class Supervisor:
         self.started = time.monotonic()
         self._hang_timeout = hang_timeout
         self._pin_factory = pin_factory
-        self._slots = {kind: WorkerSlot(kind) for kind in WORKER_VERBS}
+        self._slots = {kind: WorkerSlot(kind) for kind in WORKERS}
+        self._player_muted: bool | None = None  # set by cmd/player/mute, over player.muted
         self._agent: FleetAgent | None = None
         self._agent_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -172,7 +170,10 @@ class Supervisor:
         return lines
 
     def _section(self, kind: str) -> dict[str, Any]:
-        return to_document(self.config)[kind]
+        section = to_document(self.config)[kind]
+        if kind == "player" and self._player_muted is not None:
+            section["muted"] = self._player_muted  # a restarted player stays as commanded
+        return section
 
     def _on_worker_message(self, kind: str, message: dict[str, Any]) -> None:
         slot = self._slots[kind]
@@ -187,9 +188,15 @@ class Supervisor:
             slot.netstatus = {k: v for k, v in message.items() if k != "type"}
             if self._agent is not None:
                 self._agent.update_telemetry(kind, slot.netstatus)
-        elif message["type"] == "state" and message.get("state") not in (None, slot.state):
-            slot.state = str(message["state"])
-            self._state_changed()
+        elif message["type"] == "state":
+            state, muted = message.get("state"), message.get("muted")
+            changed = False
+            if state is not None and state != slot.state:
+                slot.state, changed = str(state), True
+            if isinstance(muted, bool) and muted != slot.muted:
+                slot.muted, changed = muted, True
+            if changed:
+                self._state_changed()
 
     def _on_worker_restart(self, kind: str, reason: str) -> None:
         self._slots[kind].state = "restarting"
@@ -251,6 +258,8 @@ class Supervisor:
 
     async def _reconfigure(self, config: EdgeliveConfig, changed: set[str]) -> None:
         self.config = config
+        if "player.muted" in changed:
+            self._player_muted = None  # the newer word on muting is the config's
         sections = {key.split(".", 1)[0] for key in changed}
         for kind, slot in self._slots.items():
             keys = {key.split(".", 1)[1] for key in changed if key.startswith(kind + ".")}
@@ -281,7 +290,9 @@ class Supervisor:
 
     def state(self) -> dict[str, Any]:
         out: dict[str, Any] = {kind: {"state": slot.state} for kind, slot in self._slots.items()}
-        out["player"]["muted"] = self.config.player.muted
+        player = self._slots["player"]
+        out["player"]["muted"] = (player.muted if player.process is not None
+                                  and player.muted is not None else self.config.player.muted)
         out["pusher"]["muted"] = self.config.pusher.muted
         out["privacy"] = self.privacy
         out["leds"] = self.indicators.state.value
@@ -289,11 +300,16 @@ class Supervisor:
 
     async def handle_command(self, target: str, verb: str,
                              args: dict[str, Any]) -> dict[str, Any] | None:
+        spec = verbs.find(target, verb)
+        if spec is None:
+            raise CommandError(Code.COMMAND_REJECTED, f"unknown command {target}/{verb}")
+        try:
+            args = spec.parse(args)
+        except ValueError as exc:
+            raise CommandError(Code.COMMAND_REJECTED, str(exc)) from None
         if target == "device":
             return await self._device_command(verb, args)
-        slot = self._slots.get(target)
-        if slot is None or verb not in WORKER_VERBS[target]:
-            raise CommandError(Code.COMMAND_REJECTED, f"unknown command {target}/{verb}")
+        slot = self._slots[target]
         if verb in (START_VERB[target], "stop"):
             slot.wanted = verb != "stop"
         if slot.process is None:
@@ -307,7 +323,10 @@ class Supervisor:
         if not reply.get("ok"):
             raise CommandError(reply.get("code", Code.COMMAND_REJECTED),
                                str(reply.get("error", "failed")))
-        return reply.get("result") or {}
+        result = reply.get("result") or {}
+        if verb == "mute" and isinstance(result.get("muted"), bool):
+            self._player_muted = result["muted"]
+        return result
 
     async def _device_command(self, verb: str, args: dict[str, Any]) -> dict[str, Any]:
         if verb == "identify":
@@ -315,10 +334,7 @@ class Supervisor:
             self.events.emit(Code.IDENTIFY, "identify: LEDs blink for 10 s")
             return {"seconds": 10}
         if verb == "privacy":
-            on = args.get("on", not self.privacy)
-            if not isinstance(on, bool):
-                raise CommandError(Code.COMMAND_REJECTED, "args.on must be true or false")
-            await self.set_privacy(on)
+            await self.set_privacy(verbs.switched(args, self.privacy))
             return {"privacy": self.privacy}
         if verb == "restart":
             for slot in self._slots.values():
