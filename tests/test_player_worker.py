@@ -24,8 +24,9 @@ from tests.test_player_e2e import ffmpeg_push
 class WorkerProc:
     """The player worker as a subprocess; every stdout line is parsed and kept."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        env = {**os.environ, "SDL_VIDEODRIVER": "offscreen", "SDL_AUDIODRIVER": "dummy"}
+    def __init__(self, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "SDL_VIDEODRIVER": "offscreen", "SDL_AUDIODRIVER": "dummy",
+               **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "edgelive", "play", "--worker"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=env)
