@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from edgelive.codes import Code
 from edgelive.hw.audio import (
     FRAME_SAMPLES,
+    NO_SOUND_DEVICE,
     TONE_HZ,
     MicError,
     UnsupportedSampleRate,
     open_audio,
+    sound_cards,
 )
+from edgelive.pusher import Pusher
+from tests.flvprobe import probe
+from tests.servers import NginxRtmp
+from tests.test_pusher_cli import codes, push
+from tests.test_pusher_reconnect import make_pusher, pushers  # noqa: F401
 
 
 def samples(frame: av.AudioFrame) -> np.ndarray:
@@ -120,9 +129,64 @@ def test_alsa_capture_through_the_null_device() -> None:
 def test_auto_falls_back_to_silence_and_says_why() -> None:
     with open_audio("auto", 48000, 2) as source:
         frame = source.read()
-        if source.name == "silence":  # no sound card (as on the CI machine)
+        if not sound_cards():  # as on the CI machine: ALSA is not even opened
+            assert (source.name, source.note) == ("silence", NO_SOUND_DEVICE)
+            assert not samples(frame).any()
+        elif source.name == "silence":  # cards, but no capture device
             assert "alsa:default" in source.note
             assert not samples(frame).any()
         else:
             assert source.name == "alsa:default" and source.note == ""
     assert frame.samples == FRAME_SAMPLES
+
+
+def test_sound_cards_are_read_from_the_kernels_list(tmp_path: Path) -> None:
+    cards = tmp_path / "cards"
+    cards.write_text(" 0 [Headphones     ]: bcm2835_headpho - bcm2835 Headphones\n"
+                     "                      bcm2835 Headphones\n"
+                     " 1 [Device         ]: USB-Audio - USB PnP Sound Device\n")
+    assert [line.split()[0] for line in sound_cards(cards)] == ["0", "1"]
+    cards.write_text("--- no soundcards ---\n")
+    assert sound_cards(cards) == []
+    assert sound_cards(tmp_path / "absent") == []
+
+
+def test_a_microphone_that_fails_to_open_is_1302_once_and_the_stream_keeps_silent_sound(
+        nginx: NginxRtmp, pushers: list[Pusher]) -> None:  # noqa: F811
+    pusher, rec = make_pusher(nginx.url("nomic"), **{"audio-device": "hw:9,0",
+                                                      "audio-quality": "low"})
+    pushers.append(pusher)
+    pusher.start()
+    rec.wait_for(Code.PUSH_EVT_PUSH_BEGIN)
+    time.sleep(4.0)
+    assert pusher.state == "pushing"  # the stream goes on
+    pusher.stop()
+    failed = [e for e in rec.events if e.code == Code.PUSH_ERR_OPEN_MIC_FAIL]
+    assert len(failed) == 1, rec.codes()
+    recording = nginx.recordings("nomic")[-1]
+    result = probe(recording)
+    assert result.stream("audio")["codec_name"] == "aac"
+    sound = result.packet_times("audio")
+    # 16 kHz AAC: 1024 samples a packet; most of the 4 s after 1002 carry sound
+    assert len(sound) >= 0.7 * 4.0 * 16000 / 1024, len(sound)
+    assert sound[-1] - sound[0] >= 3.0
+    assert result.packet_times("video")[-1] >= 3.0
+    with av.open(str(recording)) as container:
+        pcm = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio=0)])
+    assert pcm.size >= 3 * 16000 and float(np.abs(pcm).max()) < 1e-3
+    assert "hw:9,0" in failed[0].msg and "silence" in failed[0].msg
+
+
+def test_push_on_a_machine_without_a_sound_card_says_so_once_and_no_alsa_noise(
+        nginx: NginxRtmp, tmp_path: Path) -> None:
+    if sound_cards():
+        pytest.skip("this machine has a sound card")
+    config = tmp_path / "edgelive.toml"
+    config.write_text('[pusher]\nsource = "testsrc"\nresolution = "320x180"\nfps = 15\n')
+    rc, lines, stderr = push(nginx.url("nocard"), "--config", str(config), "--duration", "3")
+    assert rc == 0, stderr
+    assert "ALSA lib" not in stderr and "audio device" not in stderr, stderr
+    assert stderr.count(NO_SOUND_DEVICE) == 1, stderr
+    assert Code.PUSH_EVT_PUSH_BEGIN in codes(lines)
+    assert Code.PUSH_ERR_OPEN_MIC_FAIL not in codes(lines)  # nothing was configured to fail
+    assert probe(nginx.recordings("nocard")[-1]).packet_times("audio")

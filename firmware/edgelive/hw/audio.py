@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Protocol, Self
 
 import av
@@ -29,6 +30,8 @@ ALSA_TIMEOUT_S = 3.0
 # PyAV's wheels bundle an alsa-lib that looks for its configuration under the build
 # machine's prefix; without this even "default" and "hw:1,0" are unknown PCMs.
 SYSTEM_ALSA_DIR = "/usr/share/alsa"
+SOUND_CARDS = Path("/proc/asound/cards")
+NO_SOUND_DEVICE = "no sound device on this machine: the stream carries silence"
 
 
 class MicError(Exception):
@@ -184,6 +187,15 @@ class AlsaSource(BaseAudio):
             self._container = self._frames = None
 
 
+def sound_cards(cards: Path = SOUND_CARDS) -> list[str]:
+    """The sound cards the kernel has (one line each), [] when there is none."""
+    try:
+        text = cards.read_text()
+    except OSError:  # no ALSA in the kernel at all
+        return []
+    return [line for line in text.splitlines() if line[:3].strip().isdigit()]
+
+
 def open_audio(spec: str, sample_rate: int, channels: int) -> AudioSource:
     """An opened source for the config's audio device: "auto" (ALSA default, else silence
     with the reason in `note`), "none"/"silence", "tone", or an ALSA name ("hw:1,0")."""
@@ -192,6 +204,11 @@ def open_audio(spec: str, sample_rate: int, channels: int) -> AudioSource:
         source = SilenceSource(sample_rate, channels)
     elif spec == "tone":
         source = ToneSource(sample_rate, channels)
+    elif spec == "auto" and not sound_cards():
+        # Opening ALSA's "default" here would only make alsa-lib print ten lines of
+        # configuration errors to stderr; the reason is said once, by the caller.
+        source = SilenceSource(sample_rate, channels)
+        source.note = NO_SOUND_DEVICE
     elif spec == "auto":
         try:
             return open_audio("default", sample_rate, channels)

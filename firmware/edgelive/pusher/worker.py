@@ -15,10 +15,11 @@ reconnecting while the link is down, and stopped / failed at the end.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 
@@ -35,6 +36,11 @@ from edgelive.pusher.adapt import Adapter
 from edgelive.pusher.netstatus import CpuMeter, RateMeter, debug_lines, netstatus
 from edgelive.pusher.scene import WAITING_KBPS, CameraOpener, Picture, Scene, Why
 from edgelive.pusher.session import Link, LinkState
+
+if TYPE_CHECKING:
+    from edgelive.hw.audio import AudioSource
+
+log = logging.getLogger(__name__)
 
 NetstatusCallback = Callable[[dict[str, Any]], None]
 StateCallback = Callable[[str], None]
@@ -345,6 +351,14 @@ class Pusher:
         from edgelive.hw.audio import MicError, UnsupportedSampleRate, open_audio
 
         plan = self.audio
+
+        def silence_instead(why: str) -> AudioSource:
+            # SPEC: a microphone that fails is -1302 and silence, so the stream keeps its
+            # audio track (a receiver's player would otherwise wait for sound or drop it).
+            self.events.emit(Code.PUSH_ERR_OPEN_MIC_FAIL, f"{why}; sending silence",
+                             device=self.config.audio_device)
+            return open_audio("silence", plan.sample_rate, plan.channels)
+
         try:
             mic = open_audio(self.config.audio_device, plan.sample_rate, plan.channels)
         except UnsupportedSampleRate as exc:
@@ -352,21 +366,25 @@ class Pusher:
                              rate=plan.sample_rate)
             return
         except MicError as exc:
-            self.events.emit(Code.PUSH_ERR_OPEN_MIC_FAIL, str(exc))
-            return
+            mic = silence_instead(str(exc))
+        if mic.note:  # "auto" found no microphone: nothing failed, but say so once
+            log.warning("pusher: %s", mic.note)
         try:
             while not self._stop.is_set():
                 cfg = self.config
                 mic.mute = cfg.muted or (cfg.background_mute and self.scene.waiting)
-                frame = mic.read()
+                try:
+                    frame = mic.read()
+                except MicError as exc:  # unplugged mid-stream
+                    mic.close()
+                    mic = silence_instead(f"microphone failed: {exc}")
+                    continue
                 start_ms = now_ms() - (self._t0_ms or now_ms())
                 for packet in encoder.encode(frame, start_ms):
                     self._audio_rate.add(packet.size)
                     link = self._link
                     if link is not None:
                         link.send(packet, False, start_ms)
-        except MicError as exc:
-            self.events.emit(Code.PUSH_ERR_OPEN_MIC_FAIL, f"microphone failed: {exc}")
         except EncoderError as exc:
             self.events.emit(exc.code, str(exc))
         finally:
