@@ -1,4 +1,5 @@
-"""sound-mode picks the output: speaker = HDMI, ear = the 3.5 mm jack (SPEC §2).
+"""sound-mode picks the output: speaker = HDMI, ear = the 3.5 mm jack (SPEC §2); the
+netstatus reports how loud it plays (audioVolume, the seed's bindaudiovolumenotify).
 
 This machine has no sound card, so ALSA is given one made of configuration: an ALSA config
 (ALSA_CONFIG_PATH) names two outputs the way a Pi's ALSA does ("sysdefault:CARD=…"), and
@@ -73,6 +74,10 @@ class Output:
             os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
 
 
+def latest_volume(w: WorkerProc) -> int:
+    return [line for line in w.lines if line["type"] == "netstatus"][-1]["audioVolume"]
+
+
 @pytest.mark.parametrize(("sound_mode", "output"), [("ear", "Headphones"),
                                                     ("speaker", "HDMI")])
 def test_sound_mode_plays_the_stream_on_its_output_only(
@@ -92,11 +97,16 @@ def test_sound_mode_plays_the_stream_on_its_output_only(
         time.sleep(2.0)
         playing = w.command("resume")["result"]
         assert playing["audible"] is True
+        heard = outputs[output].samples, outputs[output].rms
+        assert 8 <= latest_volume(w) <= 20  # the tone's peak: 0.125 of full scale
+        w.send({"type": "config", "config": {"muted": True}})
+        time.sleep(2.5)
+        assert latest_volume(w) == 0  # muted: nothing is played
     finally:
         stop(pusher)
         for o in outputs.values():
             o.close()
     other = next(name for name in OUTPUTS if name != output)
-    assert outputs[output].samples > 48000  # over a second of sound
-    assert outputs[output].rms > 0.03, outputs[output].rms  # the tone (0.125 peak), not silence
+    assert heard[0] > 48000  # over a second of sound
+    assert heard[1] > 0.03, heard  # the tone (0.125 peak), not silence
     assert outputs[other].samples == 0, f"nothing goes to {other}"

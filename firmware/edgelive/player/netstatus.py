@@ -1,10 +1,16 @@
-"""Per-second network and playback statistics of one player (the seed's netstatus keys)."""
+"""Per-second network and playback statistics of one player (the seed's netstatus keys).
+
+`audioVolume` stands in for the seed's bindaudiovolumenotify: how loud the sound played in
+the last second was (its loudest sample, % of full scale; 0 while muted or silent).
+"""
 
 from __future__ import annotations
 
 import statistics
 from collections import deque
 from typing import Any
+
+import numpy as np
 
 
 class NetStats:
@@ -20,6 +26,7 @@ class NetStats:
         self.width = 0
         self.height = 0
         self.dropped = 0
+        self._peak = 0.0
 
     def packet(self, size: int, is_video: bool, is_key: bool, pts: float, arrived: float) -> None:
         if is_video:
@@ -36,6 +43,11 @@ class NetStats:
         self._shown += 1
         self.width, self.height = width, height
 
+    def played(self, samples: np.ndarray) -> None:
+        """Sound sent to the output (float samples, full scale 1.0)."""
+        if samples.size:
+            self._peak = max(self._peak, float(np.abs(samples).max()))
+
     def new_session(self) -> None:
         self._transit.clear()
         self._last_key_pts = None
@@ -51,7 +63,8 @@ class NetStats:
             "videoFPS": round(self._shown / interval, 1), "videoGOP": round(self.gop, 2),
             "netSpeed": round(video_kbps + audio_kbps), "netJitter": round(jitter, 1),
             "videoWidth": self.width, "videoHeight": self.height,
-            "droppedFrames": self.dropped,
+            "droppedFrames": self.dropped, "audioVolume": round(min(1.0, self._peak) * 100),
         }
         self._video_bytes = self._audio_bytes = self._shown = 0
+        self._peak = 0.0
         return report

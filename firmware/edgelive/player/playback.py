@@ -356,7 +356,9 @@ class Playback:
                 continue
             self._audio_failing = False
         if frames and out.queued_seconds < AUDIO_BACKLOG:
-            out.queue(decoder.interleave(frames), decoder.rate)
+            samples = decoder.interleave(frames)
+            out.queue(samples, decoder.rate)
+            self.stats.played(samples)
 
     def _set_picture(self, frame: av.VideoFrame) -> None:
         if frame.format.name not in ("yuv420p", "yuvj420p"):
