@@ -1,8 +1,9 @@
-"""Player warnings produced for real: a server that stalls (2007, 2104, 2105) and a stream
-whose sound cannot be decoded (2102)."""
+"""Player warnings produced for real: a server that stalls (2007, 2104, 2105), a player
+starved of CPU (2105) and a stream whose sound cannot be decoded (2102)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 from edgelive.codes import Code
 from tests.servers import NginxRtmp
 from tests.test_player_e2e import ffmpeg_push, play, players, stop  # noqa: F401
+from tests.test_player_worker import WorkerProc, workers  # noqa: F401
 
 STALL = 1.5
 """How long the relay holds the stream back (s): past the lag thresholds (0.5 s), under the
@@ -104,6 +106,27 @@ def test_a_stalled_server_is_loading_then_recv_and_play_lag_then_plays_on(
     frozen = [t for t in shown if held + 0.3 < t < held + STALL - 0.1]
     assert not frozen, "nothing new to show while the server stalls"
     assert len([t for t in shown if t > held + STALL + 0.5]) > 15  # playing again
+
+
+def test_a_player_starved_of_cpu_reports_play_lag_and_plays_on(
+        nginx: NginxRtmp, workers) -> None:  # noqa: F811
+    pusher = ffmpeg_push(nginx.url("cam"), audio=False)
+    try:
+        w = WorkerProc({"src": nginx.url("cam"), "autoplay": True, "mode": "RTC",
+                        "sink": "offscreen", "screen-size": "320x180"})
+        workers.append(w)
+        w.wait_line({"type": "event", "code": 2004}, timeout=20)
+        time.sleep(1.0)
+        w.proc.send_signal(signal.SIGSTOP)  # the worker gets no CPU for 1.2 s
+        time.sleep(1.2)
+        w.proc.send_signal(signal.SIGCONT)
+        lag = w.wait_line({"type": "event", "code": Code.PLAY_WARNING_VIDEO_PLAY_LAG}, timeout=5)
+        assert lag["detail"]["lag_ms"] >= 1000
+        time.sleep(1.5)
+    finally:
+        stop(pusher)
+    assert Code.PLAY_WARNING_RECONNECT not in w.codes()
+    assert [line for line in w.lines if line["type"] == "netstatus"][-1]["videoFPS"] >= 15
 
 
 def test_undecodable_sound_is_audio_decode_fail_and_pictures_go_on(

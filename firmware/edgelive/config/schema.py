@@ -245,6 +245,25 @@ class ButtonConfig(Section):
                                 "reset.")
 
 
+class WebConfig(Section):
+    enabled: bool = Field(False, description="Serve the local web console (preview, status, "
+                          "events, settings, actions). It stays off until a password is set "
+                          "with `edgelive web passwd`.")
+    bind: str = Field("0.0.0.0", description="Address the console listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="Console port (HTTPS when "
+                      "`cert-file` is set).")
+    cert_file: str = Field("", description="TLS certificate chain (PEM); empty = plain HTTP.")
+    key_file: str = Field("", description="TLS private key (PEM) for `cert-file`.")
+    session_minutes: int = Field(720, ge=5, le=10080, description="A login lasts this long "
+                                 "without use, minutes.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebConfig:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("key-file and cert-file are set together")
+        return self
+
+
 class EdgeliveConfig(Section):
     """The whole document."""
 
@@ -254,3 +273,4 @@ class EdgeliveConfig(Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     leds: LedsConfig = Field(default_factory=LedsConfig)
     button: ButtonConfig = Field(default_factory=ButtonConfig)
+    web: WebConfig = Field(default_factory=WebConfig)

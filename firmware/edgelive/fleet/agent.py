@@ -159,6 +159,17 @@ class FleetAgent:
         """Latest netstatus of `src` (pusher|player), sent every telemetry interval."""
         self._telemetry[src] = netstatus
 
+    def config_applied(self, rev: int) -> None:
+        """The host applied revision `rev` itself (the local web console): report it, so the
+        fleet sees the new rev and config (kept for the next connect while offline)."""
+        if self._loop is None:
+            return
+        self._reported = self._report_doc(rev, True, [])
+        session = self._session
+        if session is not None:
+            session.publish(self.topics.reported, _dumps(self._reported), 1, retain=True)
+        self._queue_state()
+
     def state_changed(self) -> None:
         """The host's state changed: republish `state` (coalesced)."""
         if self._loop is not None:

@@ -32,6 +32,7 @@ from edgelive.media.encode import AudioEncoder, EncoderError, VideoEncoder, open
 from edgelive.media.jpeg import encode_jpeg
 from edgelive.media.overlay import draw_lines, lines_height
 from edgelive.media.picture import copy_frame, planes
+from edgelive.media.preview import PreviewTap
 from edgelive.pusher.adapt import Adapter
 from edgelive.pusher.netstatus import CpuMeter, RateMeter, debug_lines, netstatus
 from edgelive.pusher.scene import WAITING_KBPS, CameraOpener, Picture, Scene, Why
@@ -86,6 +87,8 @@ class Pusher:
         self._t0_ms: int | None = None
         self._last_pts = -1
         self._snapshots: list[Future[tuple[bytes, int]]] = []
+        self._preview: PreviewTap | None = None
+        """While the web console's preview is watched: a copy of each video packet."""
         self._video_rate = RateMeter()
         self._audio_rate = RateMeter()
         self._last_status: dict[str, Any] = {}
@@ -182,6 +185,13 @@ class Pusher:
                 raise CommandError(str(exc), Code.PUSH_ERR_OPEN_CAMERA_FAIL) from None
             self.config = self.config.model_copy(update={"device_position": position})
             return {"state": self.state, "position": position}
+        elif verb == "preview":  # from the supervisor only: {"socket": path, or "" = off}
+            tap, self._preview = self._preview, None
+            if tap is not None:
+                tap.close()
+            if args.get("socket"):
+                self._preview = PreviewTap(str(args["socket"]))
+            return {"preview": self._preview is not None}
         elif verb == "snapshot":
             jpeg, capture_ms = self.snapshot()
             self.events.emit(Code.SNAPSHOT_TAKEN, "snapshot taken", ts=capture_ms)
@@ -305,6 +315,9 @@ class Pusher:
             for packet in encoder.encode(image, pts):
                 self._video_rate.add(packet.size)
                 link.send(packet, True, pts)
+                if (tap := self._preview) is not None:
+                    tap.offer(packet, encoder.size.width, encoder.size.height,
+                              encoder.params.extradata)
 
     def _with_stats(self, image: av.VideoFrame) -> av.VideoFrame:
         """A copy of `image` with the latest netstatus burned in at the bottom left (the

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgelive import __version__, verbs
 from edgelive.codes import Code, Source
@@ -36,6 +36,9 @@ from edgelive.hw.board import BoardProfile, default_device_id
 from edgelive.sdnotify import Notifier, watchdog_interval
 from edgelive.supervisor.indicators import Indicators
 from edgelive.workers import WorkerError, WorkerProcess, worker_argv
+
+if TYPE_CHECKING:
+    from edgelive.web.server import WebConsole
 
 log = logging.getLogger("edgelive")
 
@@ -84,6 +87,9 @@ class Supervisor:
         self._player_muted: bool | None = None  # set by cmd/player/mute, over player.muted
         self._agent: FleetAgent | None = None
         self._agent_task: asyncio.Task[None] | None = None
+        self._web: WebConsole | None = None
+        self._preview_socket: str | None = None  # where the pusher's preview tap writes
+        self._local_config = asyncio.Lock()
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.indicators = self._make_indicators()
@@ -104,6 +110,7 @@ class Supervisor:
         for slot in self._slots.values():
             await self._sync_worker(slot)
         self._start_agent()
+        await self._start_web()
         self.events.emit(Code.READY, f"edgelive {__version__} ready on {self.board.name}",
                          board=self.board.key)
         self.notifier.ready(self.status_text())
@@ -124,6 +131,7 @@ class Supervisor:
                 await slot.process.stop()
                 slot.process = None
         await self._stop_agent()
+        await self._stop_web()
         self.indicators.close()
 
     async def _watchdog(self) -> None:
@@ -164,6 +172,9 @@ class Supervisor:
         if slot.wanted:
             lines.append({"type": "cmd", "id": f"boot-{slot.kind}",
                           "verb": START_VERB[slot.kind], "args": {}})
+        if slot.kind == "pusher" and self._preview_socket:
+            lines.append({"type": "cmd", "id": "boot-preview", "verb": "preview",
+                          "args": {"socket": self._preview_socket}})
         if slot.kind == "pusher" and self.privacy:
             lines.append({"type": "cmd", "id": "boot-privacy", "verb": "pause",
                           "args": {"reason": "privacy"}})
@@ -245,6 +256,43 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    # -- web console (the same host interface as the agent, plus what a browser needs)
+
+    async def _start_web(self) -> None:
+        from edgelive.supervisor.control import socket_path
+        from edgelive.web import start_console
+
+        self._web = await start_console(self, self.config.web, self.store.state_dir,
+                                        socket_path(self.store.state_dir).parent)
+
+    async def _stop_web(self) -> None:
+        web, self._web = self._web, None
+        if web is not None:
+            await web.close()
+
+    async def apply_local_config(self, partial: dict[str, Any]) -> tuple[int, ApplyResult]:
+        """A change made on the box (the console): the next revision, applied as a desired
+        config would be and reported to the fleet when it is applied."""
+        async with self._local_config:
+            rev = self.store.rev + 1
+            result = await self.apply_config(rev, partial)
+            if result.applied:
+                self.events.emit(Code.CONFIG_APPLIED, f"config rev {rev} applied (local "
+                                 "console)", rev=rev)
+                if self._agent is not None:
+                    self._agent.config_applied(rev)
+            else:
+                self.events.emit(Code.CONFIG_REJECTED, "config from the local console "
+                                 "rejected", errors=result.errors)
+            return rev if result.applied else self.store.rev, result
+
+    async def set_preview(self, socket_path: str | None) -> None:
+        """Start (a socket path) or stop (None) the pusher's preview tap."""
+        self._preview_socket = socket_path
+        pusher = self._slots["pusher"].process
+        if pusher is not None:
+            await pusher.request("preview", {"socket": socket_path or ""}, timeout=5)
+
     def mqtt_connection_changed(self, connected: bool) -> None:
         self.indicators.set_flags(mqtt_lost=not connected)
 
@@ -276,6 +324,9 @@ class Supervisor:
         if sections & {"mqtt", "device"}:
             await self._stop_agent()
             self._start_agent()
+        if "web" in sections:
+            await self._stop_web()
+            await self._start_web()
         if sections & {"leds", "button"}:
             self.indicators.close()
             self.indicators = self._make_indicators()
