@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +21,7 @@ from edgelive.hw.audio import (
     MicError,
     UnsupportedSampleRate,
     open_audio,
+    silence_alsa_errors,
     sound_cards,
 )
 from edgelive.pusher import Pusher
@@ -152,7 +156,8 @@ def test_sound_cards_are_read_from_the_kernels_list(tmp_path: Path) -> None:
 
 
 def test_a_microphone_that_fails_to_open_is_1302_once_and_the_stream_keeps_silent_sound(
-        nginx: NginxRtmp, pushers: list[Pusher]) -> None:  # noqa: F811
+        nginx: NginxRtmp, pushers: list[Pusher],  # noqa: F811
+        capfd: pytest.CaptureFixture[str]) -> None:
     pusher, rec = make_pusher(nginx.url("nomic"), **{"audio-device": "hw:9,0",
                                                       "audio-quality": "low"})
     pushers.append(pusher)
@@ -175,6 +180,9 @@ def test_a_microphone_that_fails_to_open_is_1302_once_and_the_stream_keeps_silen
         pcm = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio=0)])
     assert pcm.size >= 3 * 16000 and float(np.abs(pcm).max()) < 1e-3
     assert "hw:9,0" in failed[0].msg and "silence" in failed[0].msg
+    # said once, by the event: neither alsa-lib nor FFmpeg repeats it on stderr
+    stderr = capfd.readouterr().err
+    assert "ALSA lib" not in stderr and "audio device" not in stderr, stderr
 
 
 def test_push_on_a_machine_without_a_sound_card_says_so_once_and_no_alsa_noise(
@@ -190,3 +198,22 @@ def test_push_on_a_machine_without_a_sound_card_says_so_once_and_no_alsa_noise(
     assert Code.PUSH_EVT_PUSH_BEGIN in codes(lines)
     assert Code.PUSH_ERR_OPEN_MIC_FAIL not in codes(lines)  # nothing was configured to fail
     assert probe(nginx.recordings("nocard")[-1]).packet_times("audio")
+
+
+def test_alsa_errors_can_be_silenced_in_every_alsa_lib_of_the_process() -> None:
+    """What the player calls before SDL opens the system's alsa-lib, the pusher before
+    PyAV's bundled one: a missing device is reported by the caller, not by alsa-lib."""
+    if sound_cards():
+        pytest.skip("this machine has a sound card")
+    assert silence_alsa_errors()
+    probe_script = (
+        "import sdl2\n"
+        "from edgelive.hw.audio import silence_alsa_errors\n"
+        "silence_alsa_errors()\n"
+        "sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_AUDIO)\n"
+        "want = sdl2.SDL_AudioSpec(48000, sdl2.AUDIO_F32SYS, 2, 1024)\n"
+        "print(sdl2.SDL_OpenAudioDevice(None, 0, want, None, 0))\n")
+    run = subprocess.run([sys.executable, "-c", probe_script], capture_output=True,
+                         text=True, timeout=30, env={**os.environ, "SDL_AUDIODRIVER": "alsa"})
+    assert run.stdout.strip() == "0", run  # no default device: SDL says so
+    assert "ALSA lib" not in run.stderr, run.stderr

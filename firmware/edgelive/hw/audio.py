@@ -9,6 +9,8 @@ the camera's capture times.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from collections import deque
 from fractions import Fraction
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, Self
 
 import av
+import av.logging
 import numpy as np
 
 from edgelive.hw.camera import Pacer, now_ms
@@ -154,10 +157,14 @@ class AlsaSource(BaseAudio):
 
     def open(self) -> None:
         _use_system_alsa_config()
+        silence_alsa_errors()  # a failure is reported once, as MicError
         options = {"sample_rate": str(self.sample_rate), "channels": str(self.channels)}
         try:
-            self._container = av.open(self.device, format="alsa", options=options,
-                                      timeout=ALSA_TIMEOUT_S)
+            # FFmpeg's line about a failure is in its exception ("last error log"): not
+            # on stderr a second time.
+            with av.logging.Capture():
+                self._container = av.open(self.device, format="alsa", options=options,
+                                          timeout=ALSA_TIMEOUT_S)
             self._frames = self._container.decode(audio=0)
         except (av.FFmpegError, OSError) as exc:
             self.close()
@@ -185,6 +192,37 @@ class AlsaSource(BaseAudio):
         if self._container is not None:
             self._container.close()
             self._container = self._frames = None
+
+
+_AlsaErrorHandler = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                     ctypes.c_int, ctypes.c_char_p)
+_DROP_ALSA_ERROR = _AlsaErrorHandler(lambda *args: None)
+"""Kept for the life of the process: alsa-lib calls it whenever it has an error to say."""
+
+
+def _alsa_libraries() -> list[str]:
+    """The alsa-libs this process uses: the system's (SDL audio loads it) and the copy
+    bundled in PyAV's wheel (its ALSA input device), which is a library of its own."""
+    bundled = Path(av.__file__).parent.parent / "av.libs"
+    found = [str(path) for path in sorted(bundled.glob("libasound*.so*"))]
+    system = ctypes.util.find_library("asound")
+    return found + ([system] if system else [])
+
+
+def silence_alsa_errors() -> bool:
+    """Stop alsa-lib printing its errors to stderr; True if a library took the handler.
+
+    Opening a device that does not exist makes alsa-lib write lines such as `ALSA lib …
+    Unknown PCM default` straight to stderr, past any logging, ten of them without a sound
+    card; the caller still gets the failure and says it once, in its own words."""
+    silenced = False
+    for name in _alsa_libraries():
+        try:
+            ctypes.CDLL(name).snd_lib_error_set_handler(_DROP_ALSA_ERROR)
+        except (OSError, AttributeError):
+            continue
+        silenced = True
+    return silenced
 
 
 def sound_cards(cards: Path = SOUND_CARDS) -> list[str]:
