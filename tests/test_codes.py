@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from edgelive.codes import DESCRIPTIONS, Code, code_name, markdown
@@ -42,3 +43,41 @@ def test_appliance_codes_stay_in_their_range_and_every_code_is_described() -> No
 
 def test_docs_codes_md_is_generated_from_the_registry() -> None:
     assert (Path(__file__).parents[1] / "docs" / "codes.md").read_text() == markdown()
+
+
+FIRMWARE = Path(__file__).parents[1] / "firmware" / "edgelive"
+# Codes defined ahead of the code that will emit them. Each entry names who brings the emitter.
+NOT_EMITTED_YET = {
+    Code.UPDATE_STARTED, Code.UPDATE_DONE, Code.UPDATE_ROLLED_BACK,  # firmware updates (#13)
+    Code.THERMAL_THROTTLED, Code.DISK_LOW,  # health watch, supervisor/care.py (#14)
+}
+
+
+def emitted_code_names() -> set[str]:
+    """Every `Code.X` the firmware produces: raised, returned, passed to emit() or an answer.
+
+    A code compared against (`code == Code.X`, `code in (…)`) is only read, and policy/ only
+    reacts to codes (decisions are pure there; emitting is I/O), so neither counts.
+    """
+    names: set[str] = set()
+    for path in FIRMWARE.rglob("*.py"):
+        relative = path.relative_to(FIRMWARE)
+        if relative == Path("codes.py") or relative.parts[0] == "policy":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        compared = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.Compare)
+                    for inner in ast.walk(node)}
+        names |= {node.attr for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                  and node.value.id == "Code" and id(node) not in compared}
+    return names
+
+
+def test_every_defined_code_is_emitted_somewhere() -> None:
+    """A code nothing emits is a promise in docs/codes.md the box never keeps."""
+    emitted = emitted_code_names()
+    unknown = emitted - {c.name for c in Code}
+    assert not unknown, f"Code.{unknown} is not in the registry"
+    never = [f"{c.value} {c.name}" for c in Code if c.name not in emitted
+             and c not in NOT_EMITTED_YET]
+    assert not never, f"defined in codes.py but emitted nowhere: {never}"
