@@ -22,6 +22,7 @@ import pytest
 from edgelive.codes import Code
 from edgelive.media.jpeg import encode_jpeg
 from edgelive.pusher import CommandError
+from tests.flvprobe import probe
 from tests.servers import NginxRtmp
 from tests.test_pusher_reconnect import in_order, make_pusher
 from tests.test_pusher_waiting import received, runs
@@ -246,3 +247,23 @@ def test_debug_burns_the_stats_into_the_video_and_turns_off_live(nginx: NginxRtm
     phases = [k for k, _ in itertools.groupby(marked)]
     assert phases == [False, True, False], phases
     assert marked.count(True) >= 15 * 2 and marked[-15:] == [False] * 15
+
+
+@pytest.mark.parametrize(("orientation", "size"), [("horizontal", (640, 480)),
+                                                     ("vertical", (480, 640))])
+def test_aspect_3_4_pushes_a_4_by_3_picture(nginx: NginxRtmp, orientation: str,
+                                            size: tuple[int, int]) -> None:
+    """The seed's other aspect: SD's 640 px long side with a 3:4 short side (not 9:16's
+    360), turned by orientation; the size comes from the preset, not `resolution`."""
+    pusher, rec = make_pusher(nginx.url("aspect"), mode="SD", resolution="", aspect="3:4",
+                              orientation=orientation)
+    pusher.start()
+    try:
+        begin = rec.wait_for(Code.PUSH_EVT_PUSH_BEGIN)
+        time.sleep(1.5)
+    finally:
+        pusher.stop()
+    assert (begin.detail["width"], begin.detail["height"]) == size
+    result = probe(nginx.recordings("aspect")[-1])
+    video = result.stream("video")
+    assert (video["codec_name"], video["width"], video["height"]) == ("h264", *size)
