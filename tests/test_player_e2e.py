@@ -6,6 +6,7 @@ The player runs in-process on an offscreen SDL sink; tests read back what was sh
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
 import threading
 import time
@@ -21,6 +22,7 @@ from edgelive.config.schema import PlayerConfig
 from edgelive.events import Event, EventLog
 from edgelive.hw.display import SdlSink
 from edgelive.player.worker import Player
+from tests.relay import Relay
 from tests.servers import NginxRtmp, free_port
 
 SCREEN = (320, 180)
@@ -279,3 +281,23 @@ def test_https_flv_plays_with_its_certificate_trusted_and_refuses_it_otherwise(
     finally:
         stop(server)
     assert frames and frames[-1].std() > 20  # testsrc2, not a slate
+
+
+def test_rtmps_through_a_tls_front_verifies_the_certificate(
+        tmp_path: Path, nginx: NginxRtmp, players: list[PlayerThread]) -> None:
+    cert, key = self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    front = Relay((nginx.host, nginx.port), tls=tls)
+    pusher = ffmpeg_push(nginx.url("cam"), audio=False)
+    try:
+        url = f"rtmps://localhost:{front.port}/live/cam"
+        refused = play(players, url, reconnect={"attempts": 1, "first-delay": 1})
+        trusted = play(players, url, ca_file=str(cert))
+        trusted.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
+        refused.wait_for(Code.PLAY_WARNING_RECONNECT)
+        assert refused.codes()[0] == Code.WARNING_SHAKE_FAIL  # TLS is part of the handshake
+        assert Code.PLAY_EVT_CONNECT_SUCC not in refused.codes()
+    finally:
+        stop(pusher)
+        front.close()

@@ -4,8 +4,6 @@ starved of CPU (2105) and a stream whose sound cannot be decoded (2102)."""
 from __future__ import annotations
 
 import signal
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 
 from edgelive.codes import Code
+from tests.relay import Relay
 from tests.servers import NginxRtmp
 from tests.test_player_e2e import ffmpeg_push, play, players, stop  # noqa: F401
 from tests.test_player_worker import WorkerProc, workers  # noqa: F401
@@ -22,63 +21,15 @@ STALL = 1.5
 read timeout (3 s) that would make it a reconnect."""
 
 
-class StallingRelay:
-    """A TCP relay to `upstream` that can hold back what the server sends (`hold()` /
-    `release()`) without losing it: the bytes wait in the server's socket, as behind a link
-    that stopped for a while."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self._upstream = upstream
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._flowing = threading.Event()
-        self._flowing.set()
-        self._sockets: list[socket.socket] = [self._listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def hold(self) -> None:
-        self._flowing.clear()
-
-    def release(self) -> None:
-        self._flowing.set()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self._upstream)
-            self._sockets += [client, server]
-            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, held: bool) -> None:
-        try:
-            while data := src.recv(4096):
-                if held:
-                    self._flowing.wait()
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            dst.close()
-
-    def close(self) -> None:
-        self.release()
-        for s in self._sockets:
-            s.close()
-
-
 @pytest.fixture
-def relay(nginx: NginxRtmp) -> Iterator[StallingRelay]:
-    r = StallingRelay((nginx.host, nginx.port))
+def relay(nginx: NginxRtmp) -> Iterator[Relay]:
+    r = Relay((nginx.host, nginx.port))
     yield r
     r.close()
 
 
 def test_a_stalled_server_is_loading_then_recv_and_play_lag_then_plays_on(
-        nginx: NginxRtmp, relay: StallingRelay, players) -> None:  # noqa: F811
+        nginx: NginxRtmp, relay: Relay, players) -> None:  # noqa: F811
     shown: list[float] = []
     pusher = ffmpeg_push(nginx.url("cam"), audio=False)
     try:

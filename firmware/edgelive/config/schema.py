@@ -166,9 +166,10 @@ class PlayerConfig(Section):
     screen_size: str = Field("1280x720", description="Screen size for the sdl/offscreen "
                              "sinks (kms uses the display's mode).")
     backup_src: str = Field("", description="Played while `src` is unreachable.")
-    ca_file: str = Field("", description="CA certificates (PEM) an https:// stream's server "
-                         "is verified against (certificate and host name, always); empty = "
-                         "the system's CAs. For a self-signed server, its certificate.")
+    ca_file: str = Field("", description="CA certificates (PEM) an https:// or rtmps:// "
+                         "stream's server is verified against (certificate and host name, "
+                         "always); empty = the system's CAs. For a self-signed server, its "
+                         "certificate.")
     decoder: Literal["auto", "hardware", "software"] = Field(
         "auto", description="auto: the board's hardware H.264 decoder when its profile has "
         "one; hardware: try it on any board; software: never. A hardware decoder that fails "

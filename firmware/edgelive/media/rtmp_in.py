@@ -5,8 +5,9 @@ open with FFmpeg's defaults; 4096 bytes opens any stream in about a second at mo
 Failures are classified into the seed's codes: 3001 DNS, 3002 connection, 3003 RTMP
 handshake. FFmpeg's RTMP client ignores the server's UnpublishNotify, so a clean end of
 an RTMP stream shows as silence on a live connection (a read timeout), while a server that
-goes away shows as an I/O error; HTTP-FLV has no end message at all. An https:// server's
-certificate and host name are verified against the system's CAs or the player's `ca-file`.
+goes away shows as an I/O error; HTTP-FLV has no end message at all. An https:// or
+rtmps:// server's certificate and host name are verified against the system's CAs or the
+player's `ca-file`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def open_options(url: str, probe_bytes: int = PROBE_BYTES,
                "analyzeduration": "0"}
     if is_rtmp(url):
         options["rtmp_live"] = "live"
-    elif urlsplit(url).scheme == "https":
+    if urlsplit(url).scheme in ("https", "rtmps"):
         # FFmpeg accepts any certificate unless asked to verify; its TLS library's own
         # idea of "the system's CAs" is where it was built, so the bundle is named.
         options.update(tls_verify="1", ca_file=ca_file or SYSTEM_CA_FILE)

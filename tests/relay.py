@@ -1,0 +1,62 @@
+"""A TCP relay in front of a real server, for player tests: it can hold the stream back
+(a link that stops for a while) and can speak TLS to its clients (an rtmps:// server in
+front of nginx-rtmp, which has no TLS of its own)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+
+
+class Relay:
+    """Relays each client to `upstream`; `hold()` / `release()` hold back what the server
+    sends without losing it (the bytes wait in the server's socket). With `tls`, clients
+    connect with TLS and a client that refuses the certificate is simply dropped."""
+
+    def __init__(self, upstream: tuple[str, int], tls: ssl.SSLContext | None = None) -> None:
+        self._upstream = upstream
+        self._tls = tls
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                if self._tls is not None:
+                    client = self._tls.wrap_socket(client, server_side=True)
+            except ssl.SSLError:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(self._upstream)
+            self._sockets += [client, server]
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, held: bool) -> None:
+        try:
+            while data := src.recv(4096):
+                if held:
+                    self._flowing.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+    def close(self) -> None:
+        self.release()
+        for s in self._sockets:
+            s.close()
