@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from edgelive.hw.camera import (
     Pacer,
     UnsupportedResolution,
     V4l2Source,
+    make_source,
     open_source,
 )
 from edgelive.hw.picamera import Picamera2Source
@@ -343,3 +345,29 @@ def test_glyphs_are_exact() -> None:
     assert one.shape == (7, 6)
     assert one[:, :5].astype(int).tolist()[0] == [0, 0, 1, 0, 0]
     assert overlay.clock_text(0).endswith(".000") and len(overlay.clock_text(0)) == 12
+
+
+def test_v4l2_auto_focus_off_is_not_applied_and_the_log_says_so_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """No V4L2 camera with a focus control can be tested here (vivid is not loadable), so
+    the box does not touch `focus_automatic_continuous`: a camera keeps its own setting,
+    and asking for fixed focus says once per device that it was not applied."""
+    caplog.set_level(logging.WARNING, logger="edgelive.hw.camera")
+    make_source("/dev/video77").set_controls(auto_focus=True)
+    assert not caplog.records
+    for _ in range(3):  # a camera reopened after it went away: still one line
+        make_source("/dev/video77").set_controls(auto_focus=False)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "auto-focus = false is not applied" in lines[0], lines
+    assert "/dev/video77" in lines[0] and "focus_automatic_continuous=0" in lines[0]
+
+
+def test_picamera2_auto_focus_is_the_cameras_af_mode_where_it_has_one(picam) -> None:
+    with open_source("picamera2", width=320, height=180, fps=30) as source:
+        (cam,) = picam.Picamera2.instances
+        assert "AfMode" not in cam.controls_set[-1]  # this module has fixed focus
+        cam.camera_controls["AfMode"] = (0, 2, 0)  # as a Camera Module 3 reports it
+        source.set_controls(auto_focus=True)
+        assert cam.controls_set[-1]["AfMode"] == 2  # continuous
+        source.set_controls(auto_focus=False)
+        assert cam.controls_set[-1]["AfMode"] == 0  # manual

@@ -56,7 +56,9 @@ class PusherConfig(Section):
     muted: bool = Field(False, description="Send silence (the stream keeps its audio track).")
     enable_camera: bool = Field(True, description="false: push the waiting image instead of "
                                 "the camera.")
-    auto_focus: bool = Field(True, description="Continuous autofocus where the camera has it.")
+    auto_focus: bool = Field(True, description="Continuous autofocus on a Pi camera that has "
+                             "it (Camera Module 3). V4L2 cameras keep their own focus "
+                             "setting: false is not applied to them, and the log says so.")
     orientation: Literal["vertical", "horizontal"] = Field(
         "horizontal", description="Output orientation; horizontal by default (camera modules "
         "are landscape).")

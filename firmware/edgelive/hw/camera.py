@@ -12,6 +12,7 @@ importing these modules never probes hardware.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 import time
@@ -34,6 +35,10 @@ from edgelive.media.picture import (
     new_frame,
     planes,
 )
+
+log = logging.getLogger(__name__)
+_FOCUS_NOT_APPLIED: set[str] = set()
+"""V4L2 devices whose log already says that auto-focus = false is not applied."""
 
 MAX_SIDE = 4096
 MIN_SIDE = 32
@@ -278,6 +283,17 @@ class V4l2Source(BaseSource):
             self.close()
             raise CameraError(f"{self.device}: cannot capture ({exc})") from exc
         self._opened = True
+
+    def set_controls(self, **controls: Any) -> None:
+        super().set_controls(**controls)
+        if not self.controls.auto_focus and self.device not in _FOCUS_NOT_APPLIED:
+            # Not applied: untested without a camera that has the control, and a UVC
+            # camera keeps what it was last set to (usually continuous autofocus on).
+            # Said once per device, not at every reopen of a camera that went away.
+            _FOCUS_NOT_APPLIED.add(self.device)
+            log.warning("%s: auto-focus = false is not applied to V4L2 cameras; the camera "
+                        "keeps its own focus setting (v4l2-ctl -d %s -c "
+                        "focus_automatic_continuous=0 turns it off)", self.name, self.device)
 
     def read(self) -> Frame:
         self._check_open()
