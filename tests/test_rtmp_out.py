@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -88,8 +90,59 @@ def test_unknown_host_is_a_dns_failure(encoders) -> None:
 
 def test_closed_port_is_a_connection_failure(encoders) -> None:
     error = open_error(f"rtmp://127.0.0.1:{free_port()}/live/x", encoders)
-    assert error.code == Code.WARNING_SERVER_CONN_FAIL
+    assert error.code == Code.WARNING_SERVER_CONN_FAIL and error.refused
     assert "refused" in str(error).lower()
+
+
+ATTEMPT_IN_NAMESPACE = """
+import json, sys, time
+from edgelive.config.presets import AudioPlan, VideoPlan
+from edgelive.media.encode import AudioEncoder, PyAvVideoEncoder
+from edgelive.media.rtmp_out import PushNetError, RtmpOutput
+video = PyAvVideoEncoder(VideoPlan(320, 180, 30, 15, 200, 800, True))
+audio = AudioEncoder(AudioPlan(16000, 1, 32))
+for url in sys.argv[1:]:
+    started = time.monotonic()
+    try:
+        RtmpOutput(video.params, audio.params).open(url)
+    except PushNetError as exc:
+        print(json.dumps([exc.code, str(exc), exc.refused, time.monotonic() - started]))
+"""
+
+
+@pytest.fixture
+def dead_end_namespace() -> Iterator[str]:
+    """A network namespace where 10.77.0.2 is on a link but drops every packet (a server
+    that is off behind a firewall) and 10.78.0.0/16 has no route at all."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for ip netns")
+    name = f"elrtmp{os.getpid() % 100000}"
+    for argv in (["ip", "netns", "add", name],
+                 ["ip", "-n", name, "link", "set", "lo", "up"],
+                 ["ip", "-n", name, "link", "add", "dead0", "type", "veth", "peer", "dead1"],
+                 ["ip", "-n", name, "addr", "add", "10.77.0.1/24", "dev", "dead0"],
+                 ["ip", "-n", name, "link", "set", "dead0", "up"],
+                 ["ip", "-n", name, "neigh", "add", "10.77.0.2", "lladdr",
+                  "02:00:00:00:00:09", "dev", "dead0", "nud", "permanent"]):
+        subprocess.run(argv, check=True, capture_output=True)
+    yield name
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_a_host_that_drops_packets_or_has_no_route_is_a_connection_failure(
+        dead_end_namespace: str) -> None:
+    """Classified from FFmpeg's own attempt (no probe connection of ours): 3002, and not
+    "refused", so the reconnect loop does not retry it quietly in between."""
+    run = subprocess.run(["ip", "netns", "exec", dead_end_namespace, sys.executable, "-c",
+                          ATTEMPT_IN_NAMESPACE, "rtmp://10.77.0.2/live/key",
+                          "rtmp://10.78.0.1/live/key"],
+                         capture_output=True, text=True, timeout=60)
+    (dropped, no_route) = [json.loads(line) for line in run.stdout.splitlines()]
+    assert dropped[:3] == [Code.WARNING_SERVER_CONN_FAIL,
+                           "cannot connect to 10.77.0.2: connection timed out", False], run
+    assert 4.0 <= dropped[3] <= 8.0  # FFmpeg's connect timeout, 5 s
+    assert no_route[:3] == [Code.WARNING_SERVER_CONN_FAIL,
+                            "cannot connect to 10.78.0.1: network is unreachable", False], run
 
 
 def test_http_server_is_a_handshake_failure(encoders) -> None:
