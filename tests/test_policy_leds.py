@@ -49,6 +49,7 @@ def rising_edges(pattern: Pattern, seconds: float) -> int:
         (LedState.RECONNECTING, (0.125, 0.125), "off"),
         (LedState.LINK_SHORT, "on", (0.15, 1.85)),
         (LedState.MQTT_LOST, "on", (0.15, 0.15, 0.15, 1.55)),
+        (LedState.HEALTH, "on", (0.15, 0.15, 0.15, 0.15, 0.15, 1.25)),
         (LedState.PRIVACY, (1.0, 1.0), "off"),
         (LedState.STREAMING, "on", "off"),
         (LedState.IDLE, (0.1, 2.9), "off"),
@@ -99,6 +100,8 @@ def activate(policy: LedPolicy, flags: LedFlags, state: LedState, now: float) ->
             policy.observe(Code.PLAY_WARNING_RECV_DATA_LAG, PLAYER, now)
         case LedState.MQTT_LOST:
             return replace(flags, mqtt_lost=True, player_on=True)
+        case LedState.HEALTH:
+            return replace(flags, health_warning=True)
         case LedState.PRIVACY:
             return replace(flags, privacy=True)
         case LedState.STREAMING:

@@ -80,6 +80,8 @@ class Code(IntEnum):
     DISPLAY_UNAVAILABLE = -6025
     AUDIO_DEVICE_FAIL = -6026
     MQTT_CONNECT_FAILED = -6027
+    REBOOTING = 6028
+    LOGS_SENT = 6029
     # player states reported as events (6080–6089)
     PLAY_BACKUP_ON = 6080
     PLAY_BACKUP_OFF = 6081
@@ -152,8 +154,11 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.UPDATE_STARTED: "Firmware update started.",
     Code.UPDATE_DONE: "Firmware update done.",
     Code.UPDATE_ROLLED_BACK: "Firmware update was unhealthy and rolled back.",
-    Code.THERMAL_THROTTLED: "The SoC is throttling for heat or undervoltage.",
-    Code.DISK_LOW: "The state partition is nearly full.",
+    Code.THERMAL_THROTTLED: "The SoC is throttling for heat or undervoltage, or is at "
+                            "`health.temp-high`; sent again with detail `active: false` when "
+                            "it has been clear for `health.clear-after` s (detail: socTemp, …).",
+    Code.DISK_LOW: "The state partition is nearly full (`health.disk-low-pct`/`-mb`); sent "
+                   "again with detail `active: false` when there is room again.",
     Code.WAITING_IMAGE_INVALID: "Waiting image unusable (missing, bad hash, bad data); slate used.",
     Code.SNAPSHOT_TAKEN: "A snapshot was taken.",
     Code.IDENTIFY: "Identify: both LEDs blink for 10 s.",
@@ -168,6 +173,8 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.AUDIO_DEVICE_FAIL: "The audio output device failed to open.",
     Code.MQTT_CONNECT_FAILED: "Cannot connect to the MQTT broker (unreachable, TLS or credentials "
                               "refused); the box keeps retrying.",
+    Code.REBOOTING: "The box reboots (device/reboot); it goes offline and comes back.",
+    Code.LOGS_SENT: "Log lines were sent in answer to device/logs (detail: source, lines).",
     Code.PLAY_BACKUP_ON: "The player's src is unreachable; backup-src is shown.",
     Code.PLAY_BACKUP_OFF: "The player's src is back; backup-src stopped.",
     Code.DISPLAY_OFF: "The display was unplugged or turned off (player paused/muted per config).",

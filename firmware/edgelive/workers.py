@@ -57,14 +57,22 @@ class WorkerProcess:
         self._started = False  # this run's worker has written its first line
         self._stopping = False
         self.restarts = 0
+        self._heard_at = time.monotonic()  # last line of any run; not reset by a restart
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc and self._proc.returncode is None else None
 
+    @property
+    def silent_for(self) -> float:
+        """Seconds since the worker last wrote a line, across restarts: a crash loop, or a
+        worker that never gets as far as its first line, keeps growing it."""
+        return time.monotonic() - self._heard_at
+
     def start(self) -> None:
         if self._task is None:
             self._stopping = False
+            self._heard_at = time.monotonic()
             self._task = asyncio.create_task(self._supervise(), name=f"worker-{self.name}")
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -131,7 +139,9 @@ class WorkerProcess:
             *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=None, env=env, start_new_session=True)
         for line in self._initial_lines():
-            await self.send(line)
+            # a worker dead on arrival is noticed below like any exit, and restarted
+            with contextlib.suppress(WorkerError):
+                await self.send(line)
         self._last_line, self._started = time.monotonic(), False
         reader = asyncio.create_task(self._read(proc))
         try:
@@ -160,7 +170,8 @@ class WorkerProcess:
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
-            self._last_line, self._started = time.monotonic(), True
+            self._last_line = self._heard_at = time.monotonic()
+            self._started = True
             try:
                 message = parse_line(line.decode(errors="replace"))
             except ValueError as exc:

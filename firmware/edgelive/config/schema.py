@@ -267,6 +267,22 @@ class WebConfig(Section):
         return self
 
 
+class HealthConfig(Section):
+    interval: float = Field(30.0, ge=1, le=3600, description="Seconds between health "
+                            "readings (temperature, throttling, disk, memory) and "
+                            "tele/device messages.")
+    temp_high: float = Field(80.0, ge=40, le=110, description="SoC temperature, °C, at which "
+                             "THERMAL_THROTTLED (6013) is set even before the firmware "
+                             "throttles; cleared 5 °C below (a Pi 4 throttles at 80 °C).")
+    disk_low_pct: float = Field(10.0, ge=1, le=50, description="DISK_LOW (6014) when the "
+                                "state partition has less free space than this percentage; "
+                                "cleared 5 points above.")
+    disk_low_mb: int = Field(200, ge=10, le=100000, description="DISK_LOW also when less "
+                             "than this many MB are free.")
+    clear_after: float = Field(60.0, ge=0, le=3600, description="Seconds a condition must "
+                               "stay on the good side of its margin before it is cleared.")
+
+
 class EdgeliveConfig(Section):
     """The whole document."""
 
@@ -276,4 +292,5 @@ class EdgeliveConfig(Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     leds: LedsConfig = Field(default_factory=LedsConfig)
     button: ButtonConfig = Field(default_factory=ButtonConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     web: WebConfig = Field(default_factory=WebConfig)

@@ -50,6 +50,22 @@ def discovery_payload(topics: BoxTopics, name: str, version: str) -> dict[str, A
                unit_of_meas="fps", stat_cla="measurement"),
         sensor("pusher_state", "Pusher", topics.state, "{{ value_json.pusher.state }}"),
         sensor("player_state", "Player", topics.state, "{{ value_json.player.state }}"),
+        # health (tele/device every health.interval s; the problems from the retained state)
+        sensor("soc_temp", "SoC temperature", topics.tele("device"), "{{ value_json.socTemp }}",
+               unit_of_meas="°C", dev_cla="temperature", stat_cla="measurement",
+               ent_cat="diagnostic"),
+        sensor("disk_free", "Free space", topics.tele("device"),
+               "{{ value_json.diskFreeMB }}", unit_of_meas="MB", dev_cla="data_size",
+               stat_cla="measurement", ent_cat="diagnostic"),
+        sensor("mem_available", "Memory available", topics.tele("device"),
+               "{{ value_json.memAvailableMB }}", unit_of_meas="MB", dev_cla="data_size",
+               stat_cla="measurement", ent_cat="diagnostic"),
+        sensor("throttled", "Throttled", topics.state,
+               "{{ 'ON' if value_json.health.thermal else 'OFF' }}", p="binary_sensor",
+               dev_cla="problem", ent_cat="diagnostic"),
+        sensor("disk_low", "Disk low", topics.state,
+               "{{ 'ON' if value_json.health.disk_low else 'OFF' }}", p="binary_sensor",
+               dev_cla="problem", ent_cat="diagnostic"),
         *(entity(verb, verb.ha) for verb in verbs.VERBS if verb.ha is not None),
     ])
     return {

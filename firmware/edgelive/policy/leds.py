@@ -78,6 +78,7 @@ class LedState(StrEnum):
     RECONNECTING = "reconnecting"
     LINK_SHORT = "link_short"
     MQTT_LOST = "mqtt_lost"
+    HEALTH = "health"
     PRIVACY = "privacy"
     STREAMING = "streaming"
     IDLE = "idle"
@@ -91,6 +92,7 @@ PATTERNS: dict[LedState, tuple[Pattern, Pattern]] = {
     LedState.RECONNECTING: (blink(4), OFF),
     LedState.LINK_SHORT: (ON, flashes(1, 2.0)),
     LedState.MQTT_LOST: (ON, flashes(2, 2.0)),
+    LedState.HEALTH: (ON, flashes(3, 2.0)),
     LedState.PRIVACY: (blink(0.5), OFF),
     LedState.STREAMING: (ON, OFF),
     LedState.IDLE: (flashes(1, 3.0, on_s=0.1), OFF),
@@ -126,6 +128,8 @@ class LedFlags:
     pusher_on: bool = False
     """A push session runs (started and not stopped), connected or not."""
     player_on: bool = False
+    health_warning: bool = False
+    """THERMAL_THROTTLED (heat, under-voltage) or DISK_LOW is active (policy/health.py)."""
     boot_config_rejected: bool = False
     """The configuration was rejected at boot: the box runs on defaults it was not set up for."""
 
@@ -194,6 +198,7 @@ class LedPolicy:
             (LedState.RECONNECTING, any(s.reconnecting for s in states)),
             (LedState.LINK_SHORT, now < link_short_ends),
             (LedState.MQTT_LOST, flags.mqtt_lost and streaming),
+            (LedState.HEALTH, flags.health_warning),
             (LedState.PRIVACY, flags.privacy or any(s.waiting for s in states)),
             (LedState.STREAMING, streaming),
         ]

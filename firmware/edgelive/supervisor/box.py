@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgelive import __version__, verbs
@@ -34,6 +35,7 @@ from edgelive.events import Event, EventLog
 from edgelive.fleet.agent import AgentIdentity, CommandError, FleetAgent
 from edgelive.hw.board import BoardProfile, default_device_id
 from edgelive.sdnotify import Notifier, watchdog_interval
+from edgelive.supervisor import care
 from edgelive.supervisor.indicators import Indicators
 from edgelive.workers import WorkerError, WorkerProcess, worker_argv
 
@@ -54,6 +56,9 @@ LIVE_KEYS = {
                "min-cache", "max-cache", "autoplay"},
 }
 RECENT_EVENTS = 50
+WORKER_STALE_AFTER_S = 90.0
+"""A configured worker silent this long (start timeout + crash-loop backoff) is beyond the
+worker restarts' help: the systemd watchdog ping stops, and systemd restarts the box."""
 
 
 @dataclass
@@ -71,7 +76,9 @@ class WorkerSlot:
 class Supervisor:
     def __init__(self, store: ConfigStore, board: BoardProfile, *,
                  notifier: Notifier | None = None, pin_factory: Any = None,
-                 hang_timeout: float = 5.0) -> None:
+                 hang_timeout: float = 5.0, health_root: Path = Path("/"),
+                 reboot_request: Path | None = None,
+                 worker_stale_after: float = WORKER_STALE_AFTER_S) -> None:
         self.store = store
         self.board = board
         self.notifier = notifier or Notifier()
@@ -93,6 +100,10 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.indicators = self._make_indicators()
+        self._health_root = health_root
+        self._worker_stale_after = worker_stale_after
+        self.care = care.Care(self, store.state_dir, health_root=health_root,
+                              reboot_request=reboot_request)
 
     # -- lifecycle
 
@@ -101,6 +112,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         self.indicators.attach(loop)
+        self.care.start()  # its log ring from the first line on
         if self.store.load_errors:
             self.indicators.set_flags(boot_config_rejected=True)
             self.events.emit(Code.CONFIG_REJECTED, "stored or boot config rejected; running on "
@@ -119,6 +131,7 @@ class Supervisor:
             await self._stop.wait()
         finally:
             watchdog.cancel()
+            self.care.stop()
             await self.shutdown()
 
     def request_stop(self) -> None:
@@ -138,8 +151,17 @@ class Supervisor:
         interval = watchdog_interval() or 2.0
         while True:
             await asyncio.sleep(interval)
-            self.notifier.watchdog()
-            self.notifier.status(self.status_text())
+            stale = self.stale_workers()
+            if not stale:  # the loop runs and every worker is heard from
+                self.notifier.watchdog()
+            self.notifier.status(self.status_text() + "".join(
+                f"; {kind} worker silent for {self._slots[kind].process.silent_for:.0f} s"
+                for kind in stale if self._slots[kind].process))
+
+    def stale_workers(self) -> list[str]:
+        """Running workers not heard from in `worker_stale_after` s."""
+        return [kind for kind, slot in self._slots.items() if slot.process is not None
+                and slot.process.silent_for > self._worker_stale_after]
 
     def status_text(self) -> str:
         parts = [f"{kind} {slot.state}" for kind, slot in self._slots.items()]
@@ -240,7 +262,7 @@ class Supervisor:
             self.indicators.set_flags(mqtt_lost=False)
             return
         device = self.config.device
-        identity = AgentIdentity(device.id or default_device_id(), device.name,
+        identity = AgentIdentity(self.box_id(), device.name,
                                  tuple(device.groups))
         self._agent = FleetAgent(self, mqtt, identity)
         self._agent_task = asyncio.create_task(self._agent.run(), name="fleet-agent")
@@ -327,6 +349,8 @@ class Supervisor:
         if "web" in sections:
             await self._stop_web()
             await self._start_web()
+        if "health" in sections:
+            self.care.reconfigure(self.store.state_dir, self._health_root)
         if sections & {"leds", "button"}:
             self.indicators.close()
             self.indicators = self._make_indicators()
@@ -346,6 +370,7 @@ class Supervisor:
                                   and player.muted is not None else self.config.player.muted)
         out["pusher"]["muted"] = self.config.pusher.muted
         out["privacy"] = self.privacy
+        out["health"] = self.care.state()
         out["leds"] = self.indicators.state.value
         return out
 
@@ -394,6 +419,8 @@ class Supervisor:
                     slot.process = None
                 await self._sync_worker(slot)
             return {"restarted": [k for k, s in self._slots.items() if s.process]}
+        if verb in care.VERBS:
+            return await self.care.command(verb, args)
         raise CommandError(Code.COMMAND_REJECTED, f"device/{verb} is not supported on this box")
 
     async def set_privacy(self, on: bool) -> None:
@@ -428,7 +455,8 @@ class Supervisor:
         return Indicators(
             self.config.leds, self.config.button, self.board,
             on_short_press=lambda: self._from_thread(self.set_privacy(not self.privacy)),
-            on_hold=lambda: self._from_thread(self._factory_reset()),
+            on_hold=lambda: self._from_thread(self.factory_reset(
+                "button held: configuration reset to defaults")),
             pin_factory=self._pin_factory)
 
     def _from_thread(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -438,10 +466,10 @@ class Supervisor:
             return
         asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    async def _factory_reset(self) -> None:
+    async def factory_reset(self, reason: str) -> None:
         self.indicators.identify()
         config = await asyncio.to_thread(self.store.factory_reset)
-        self.events.emit(Code.FACTORY_RESET, "button held: configuration reset to defaults")
+        self.events.emit(Code.FACTORY_RESET, reason)
         await self._reconfigure(config, changed_keys(self.config, config))
 
     # -- local status (`edgelive status`)
@@ -457,4 +485,20 @@ class Supervisor:
                       "restarts": slot.process.restarts if slot.process else 0}
                for kind, slot in self._slots.items()},
             "events": [event.to_dict() for event in self.recent],
+            "health": {**self.care.state(), **(self.care.watch.last.to_telemetry()
+                                                if self.care.watch.last else {})},
         }
+
+    # -- CareHost
+
+    def box_id(self) -> str:
+        return self.config.device.id or default_device_id()
+
+    def health_changed(self, warning: bool) -> None:
+        self.indicators.set_flags(health_warning=warning)
+        if self._agent is not None:
+            self._agent.state_changed()
+
+    def publish_telemetry(self, src: str, doc: dict[str, Any]) -> None:
+        if self._agent is not None:
+            self._agent.update_telemetry(src, doc)
