@@ -72,7 +72,7 @@ class Code(IntEnum):
     IDENTIFY = 6017
     COMMAND_REJECTED = -6018
     FACTORY_RESET = 6019
-    WORKER_CRASHED = -6020
+    # -6020 was WORKER_CRASHED, never emitted: 6007's reason tells a crash from a hang. Not reused.
     PUSH_STOPPED = 6021
     PLAY_STOPPED = 6022
     WAITING_IMAGE_ON = 6023
@@ -164,7 +164,6 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.IDENTIFY: "Identify: both LEDs blink for 10 s.",
     Code.COMMAND_REJECTED: "A command was refused (malformed, expired, duplicate, unknown).",
     Code.FACTORY_RESET: "Configuration reset to factory defaults.",
-    Code.WORKER_CRASHED: "A worker process crashed.",
     Code.PUSH_STOPPED: "The push was stopped.",
     Code.PLAY_STOPPED: "Playback was stopped.",
     Code.WAITING_IMAGE_ON: "The waiting image is being sent.",
