@@ -75,7 +75,7 @@ def test_stop_closes_the_stream_and_shows_the_idle_screen(nginx: NginxRtmp, play
         response = p.player.request("stop")
         assert response["ok"] and response["result"]["state"] == "stopped"
         stopped = p.wait_for(Code.PLAY_STOPPED)
-        idle = screen.wait_for(lambda px: float(px.max()) < 20, timeout=2)
+        idle = screen.wait_for(lambda px: float(px.max()) < 20, timeout=5)
         assert idle.shape == (180, 320, 3)
         settled = time.monotonic()
         time.sleep(1.5)
@@ -120,12 +120,12 @@ def test_full_screen_and_back_to_the_layout_box(nginx: NginxRtmp, players) -> No
         assert near(colour(boxed, *outside), BLACK)
         assert p.player is not None
         assert p.player.request("requestFullScreen")["result"]["fullscreen"] is True
-        full = screen.wait_for(lambda px: near(colour(px, *outside), RED), timeout=2)
+        full = screen.wait_for(lambda px: near(colour(px, *outside), RED), timeout=5)
         assert near(colour(full, *in_box), RED)
         entered = p.wait_for(Code.PLAY_FULLSCREEN_CHANGE)
         assert entered.detail == {"fullScreen": True, "direction": "horizontal"}
         assert p.player.request("exitFullScreen")["result"]["fullscreen"] is False
-        screen.wait_for(lambda px: near(colour(px, *outside), BLACK), timeout=2)
+        screen.wait_for(lambda px: near(colour(px, *outside), BLACK), timeout=5)
         left = p.wait_for(Code.PLAY_FULLSCREEN_CHANGE, count=2)
         assert left.detail["fullScreen"] is False
         assert near(colour(screen.last, *in_box), RED)
