@@ -153,12 +153,15 @@ VERBS: tuple[Verb, ...] = (
          "instead of the camera.", HaSwitch("privacy", "Privacy", "privacy")),
     Verb("device", "restart", NoArgs, "Restart the pusher and player worker processes; they "
          "resume what they were doing. The supervisor, its MQTT session and the config stay."),
-    Verb("device", "reboot", NoArgs, "Reboot the box."),
+    Verb("device", "reboot", NoArgs, "Reboot the box: it answers, sends 6028 REBOOTING, goes "
+         "offline and comes back online (about a minute on a Pi). Refused on a box without "
+         "the image's reboot helper."),
     Verb("device", "update", NoArgs, "Software update: refused until the box has an "
          "update path."),
     Verb("device", "factory-reset", FactoryResetArgs, "Reset the config to the defaults, as "
          "holding the button does."),
-    Verb("device", "logs", LogsArgs, "The box's recent log lines, secrets redacted."),
+    Verb("device", "logs", LogsArgs, "The box's recent log lines (from the journal under systemd, "
+         "else the box's own log ring), newest last, secrets redacted, at most about 48 KB."),
 )
 
 _BY_PATH = {verb.path: verb for verb in VERBS}
