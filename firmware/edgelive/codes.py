@@ -165,7 +165,8 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.COMMAND_REJECTED: "A command was refused (malformed, expired, duplicate, unknown).",
     Code.FACTORY_RESET: "Configuration reset to factory defaults.",
     Code.PUSH_STOPPED: "The push was stopped.",
-    Code.PLAY_STOPPED: "Playback was stopped.",
+    Code.PLAY_STOPPED: "Playback was stopped by a player/stop command (2006 is the stream's "
+                       "own end).",
     Code.WAITING_IMAGE_ON: "The waiting image is being sent.",
     Code.WAITING_IMAGE_OFF: "The camera is being sent again.",
     Code.DISPLAY_UNAVAILABLE: "No display could be opened for the player.",
