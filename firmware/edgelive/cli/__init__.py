@@ -14,7 +14,7 @@ from edgelive import __version__
 
 # Each name is a module edgelive.cli.<name> exposing register(subparsers).
 COMMAND_MODULES = ["run_cmd", "push_cmd", "play_cmd", "config_cmd", "fleet_cmd", "bench_cmd",
-                   "demo_cmd", "web_cmd"]
+                   "demo_cmd", "web_cmd", "release_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
