@@ -4,7 +4,7 @@
   folds each sample into `policy/health.py`; the supervisor turns the set/clear decisions
   into THERMAL_THROTTLED / DISK_LOW events, an LED flag and `tele/device`.
 - Reboot: the supervisor runs unprivileged and cannot reboot. It writes one file, the
-  reboot request (`$EDGELIVE_REBOOT_REQUEST`, /run/edgelive/reboot in the unit), and the
+  reboot request (`$EDGELIVE_REBOOT_REQUEST`: /var/lib/edgelive/reboot-request), and the
   image's `edgelive-reboot.path` unit, watching that file, starts the root-owned
   `edgelive-reboot.service` (`systemctl reboot`). The service can ask for a reboot and
   nothing else. Without the variable the box says it cannot reboot itself.
