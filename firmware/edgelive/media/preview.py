@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+from av.codec.context import Flags
 
 HEADER = struct.Struct(">cI")
 _START = b"\x00\x00\x01"
@@ -52,20 +53,22 @@ class PreviewTap:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._queue: queue.Queue[tuple[av.Packet, Format] | None] = queue.Queue(QUEUE_PACKETS)
+        self._queue: queue.Queue[tuple[Frame, Format] | None] = queue.Queue(QUEUE_PACKETS)
         self._keyed = False
         self._thread = threading.Thread(target=self._run, name="preview-tap", daemon=True)
         self._thread.start()
 
     def offer(self, packet: av.Packet, width: int, height: int, extradata: bytes) -> None:
         """Called by the capture thread for each video packet (with the encoder's current
-        size and its opening SPS/PPS); never blocks."""
+        size and its opening SPS/PPS), before the RTMP sender has it; never blocks. The
+        tap takes a copy: muxing rewrites a packet's timestamps in place."""
         if not self._keyed:
             if not packet.is_keyframe:
                 return
             self._keyed = True
+        frame = Frame(bytes(packet), packet.pts, packet.dts, packet.is_keyframe)
         try:
-            self._queue.put_nowait((packet, Format(width, height, extradata)))
+            self._queue.put_nowait((frame, Format(width, height, extradata)))
         except queue.Full:
             self._keyed = False  # the reader is stuck: start again at a key frame
 
@@ -82,7 +85,7 @@ class PreviewTap:
         try:
             sock.connect(self.path)
             while (item := self._queue.get()) is not None:
-                packet, fmt = item
+                packet, fmt = item[0].packet(), item[1]
                 if muxer is None or not muxer.continues(packet, fmt):
                     if not packet.is_keyframe:
                         continue
@@ -104,6 +107,20 @@ class PreviewTap:
             if muxer is not None:
                 muxer.close()
             sock.close()
+
+
+@dataclass(frozen=True)
+class Frame:
+    data: bytes
+    pts: int | None
+    dts: int | None
+    key: bool
+
+    def packet(self) -> av.Packet:
+        packet = av.Packet(self.data)
+        packet.pts, packet.dts, packet.time_base = self.pts, self.dts, MS
+        packet.is_keyframe = self.key
+        return packet
 
 
 @dataclass(frozen=True)
@@ -132,9 +149,13 @@ class _Muxer:
         self._out = _Boxes()
         self._keys: list[bool] = []  # key flag per muxed packet, in order
         self._container = av.open(self._out, "w", format="mp4", options=FMP4_OPTIONS)
+        # As in rtmp_out: the stream's codec context is a placeholder that never encodes;
+        # without GLOBAL_HEADER, opening it keeps our SPS/PPS instead of making its own.
         stream = self._container.add_stream("h264")
         ctx = stream.codec_context
-        ctx.width, ctx.height = fmt.width, fmt.height
+        ctx.width, ctx.height, ctx.pix_fmt = fmt.width, fmt.height, "yuv420p"
+        ctx.flags &= ~Flags.global_header
+        ctx.options = {"preset": "ultrafast", "threads": "1"}  # opened, never used
         ctx.extradata = headers or fmt.extradata
         ctx.time_base = stream.time_base = MS
         self._stream = stream

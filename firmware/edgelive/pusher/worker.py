@@ -314,10 +314,10 @@ class Pusher:
             image = self._with_stats(picture.image) if self.config.debug else picture.image
             for packet in encoder.encode(image, pts):
                 self._video_rate.add(packet.size)
-                link.send(packet, True, pts)
                 if (tap := self._preview) is not None:
                     tap.offer(packet, encoder.size.width, encoder.size.height,
                               encoder.params.extradata)
+                link.send(packet, True, pts)
 
     def _with_stats(self, image: av.VideoFrame) -> av.VideoFrame:
         """A copy of `image` with the latest netstatus burned in at the bottom left (the

@@ -202,9 +202,9 @@ async function saveSettings(event) {
   if (!Object.keys(partial).length) { text($("settings-result"), "nothing changed"); return; }
   const { status, doc } = await api("POST", "/api/settings", partial);
   if (status === 200 && doc.applied) {
+    await loadSettings();  // the values now in force
     text($("settings-result"), "saved as rev " + doc.rev);
     $("settings-result").className = "ok";
-    await loadSettings();
     return;
   }
   $("settings-result").className = "error";
