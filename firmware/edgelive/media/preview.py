@@ -82,6 +82,11 @@ class PreviewTap:
     def _run(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         muxer: _Muxer | None = None
+
+        def send(chunks: list[tuple[bytes, bytes]]) -> None:
+            for kind, chunk in chunks:
+                sock.sendall(HEADER.pack(kind, len(chunk)) + chunk)
+
         try:
             sock.connect(self.path)
             while (item := self._queue.get()) is not None:
@@ -90,7 +95,7 @@ class PreviewTap:
                     if not packet.is_keyframe:
                         continue
                     if muxer is not None:
-                        muxer.close()
+                        send(muxer.close())
                     muxer = _Muxer(fmt, in_band_headers(bytes(packet)))
                     sock.sendall(HEADER.pack(b"I", len(muxer.init)) + muxer.init)
                 try:
@@ -99,8 +104,7 @@ class PreviewTap:
                     muxer.close()  # start over with a new init segment at the next key frame
                     muxer = None
                     continue
-                for kind, chunk in chunks:
-                    sock.sendall(HEADER.pack(kind, len(chunk)) + chunk)
+                send(chunks)
         except OSError:
             pass  # the supervisor went away or closed the preview: nothing to report
         finally:
@@ -180,6 +184,9 @@ class _Muxer:
         self._keys.append(bool(packet.is_keyframe))
         packet.stream = self._stream
         self._container.mux(packet)
+        return self._fragments()
+
+    def _fragments(self) -> list[tuple[bytes, bytes]]:
         out = []
         for kind, box in self._out.boxes:
             if kind == b"moof":
@@ -191,6 +198,8 @@ class _Muxer:
         self._out.boxes.clear()
         return out
 
-    def close(self) -> None:
+    def close(self) -> list[tuple[bytes, bytes]]:
+        """End the stream; returns the last frame's fragment, which only closing writes."""
         with contextlib.suppress(av.FFmpegError, OSError, ValueError):
             self._container.close()
+        return self._fragments()
