@@ -166,7 +166,10 @@ def test_factory_reset_needs_the_box_id_then_resets_like_the_button(
     state = tmp_path / "state"
 
     async def scenario() -> None:
-        async with running_box(mosquitto, state), fleet_of(mosquitto) as (fleet, events):
+        # [health] set, so the reset changes it too: the health watch restarts, the reset goes on
+        health = {"health": {"interval": 2}}
+        async with running_box(mosquitto, state, health), \
+                fleet_of(mosquitto) as (fleet, events):
             answer = await fleet.command(BOX, "device/factory-reset", {"confirm": "other"})
             assert answer.answers[BOX]["ok"] is False
             assert BOX in answer.answers[BOX]["error"]

@@ -223,7 +223,8 @@ class Care:
         self.ring = LogRing()
         self.reboot_request = reboot_request or reboot_request_path()
         self.watch = self._make_watch(state_dir, health_root)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # commands finishing after their answer
+        self._watch_task: asyncio.Task[None] | None = None
 
     def _make_watch(self, state_dir: Path, root: Path) -> HealthWatch:
         cfg = self._host.config.health
@@ -234,20 +235,22 @@ class Care:
 
     def start(self) -> None:
         logging.getLogger("edgelive").addHandler(self.ring)
-        self._spawn(self.watch.run())
+        self._watch_task = asyncio.get_running_loop().create_task(self.watch.run())
 
     def stop(self) -> None:
         logging.getLogger("edgelive").removeHandler(self.ring)
-        for task in list(self._tasks):
-            task.cancel()
+        for task in [*self._tasks, self._watch_task]:
+            if task is not None:
+                task.cancel()
 
     def reconfigure(self, state_dir: Path, health_root: Path) -> None:
-        """New [health] limits or interval: a new watch (its conditions are re-judged)."""
-        for task in list(self._tasks):
-            task.cancel()
+        """New [health] limits or interval: a new watch (its conditions are re-judged).
+        Commands in flight carry on: a factory reset is what may have changed [health]."""
+        if self._watch_task is not None:
+            self._watch_task.cancel()
         self.watch = self._make_watch(state_dir, health_root)
         self._host.health_changed(False)
-        self._spawn(self.watch.run())
+        self._watch_task = asyncio.get_running_loop().create_task(self.watch.run())
 
     def state(self) -> dict[str, bool]:
         active = self.watch.policy.active
