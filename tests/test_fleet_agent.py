@@ -243,3 +243,31 @@ def test_snapshot_and_home_assistant_discovery(mosquitto: Mosquitto, tmp_path: P
             assert answer["ok"] and answer["result"]["bytes"] == len(jpeg)
 
     asyncio.run(scenario())
+
+
+def test_simulated_box_takes_home_assistant_switch_payloads_as_the_box_does(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """The fleet tests' simulated box reads `on` from the verb table, like the supervisor:
+    the Mute switch's ON mutes and OFF unmutes; a bad value is refused with its location."""
+    from tests.test_verbs import ha_render
+
+    async def scenario() -> None:
+        agent, host = simulated_box("b7", box_mqtt(mosquitto), tmp_path / "b7",
+                                    home_assistant=True)
+        topics = BoxTopics(PREFIX, "b7")
+        async with running(agent), Probe(mosquitto) as probe:
+            await probe.session.subscribe("homeassistant/device/b7/config", 1)
+            doc = json.loads((await probe.next()).payload)
+            [mute] = [c for c in doc["cmps"].values() if c.get("name") == "Mute"]
+            await probe.session.subscribe(f"{topics.res_root}#", 1)
+            for value, muted in (("ON", True), ("OFF", False), ("ON", True)):
+                probe.session.publish(mute["cmd_t"], ha_render(mute["cmd_tpl"], value=value),
+                                      1)
+                assert json.loads((await probe.next()).payload)["ok"]
+                assert host.muted is muted
+                await asyncio.sleep(0.002)  # HA's ids are its clock in ms: one per press
+            probe.session.publish(mute["cmd_t"], b'{"id": "m9", "args": {"on": "off"}}', 1)
+            answer = json.loads((await probe.next()).payload)
+            assert not answer["ok"] and "args.on" in answer["error"] and host.muted
+
+    asyncio.run(scenario())
