@@ -55,7 +55,8 @@ class AgentHost(Protocol):
         """The effective config with secrets redacted."""
 
     def state(self) -> dict[str, Any]:
-        """`{"pusher": {"state": …}, "player": {"state": …, "muted": …}, "privacy": …}`."""
+        """`{"pusher": {"state": …}, "player": {"state": …, "muted": …}, "privacy": …}`;
+        `player.muted` is what the player does (Home Assistant's Mute switch reads it)."""
 
     async def handle_command(self, target: str, verb: str,
                              args: dict[str, Any]) -> dict[str, Any] | None:
