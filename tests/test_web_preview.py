@@ -104,3 +104,14 @@ def test_tap_streams_fmp4_from_a_key_frame_and_follows_a_size_change(tmp_path: P
 
     asyncio.run(scenario())
     assert not [t for t in threading.enumerate() if t.name == "preview-tap"]
+
+
+def test_bench_web_measures_one_viewer_against_none() -> None:
+    """`edgelive bench web` on a real box (short): the relay carries every frame, and the
+    supervisor's added CPU is within the goal."""
+    from edgelive.bench.web import report, run
+
+    result = run(seconds=3, runs=1, size="640x360", fps=30)
+    print(report(result))
+    assert result["fragments_per_s"][0] >= 20
+    assert result["view_sup"][0] - result["idle_sup"][0] <= 5.0

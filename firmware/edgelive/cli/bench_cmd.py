@@ -41,6 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     supervisor.add_argument("--seconds", type=float, default=20.0)
     supervisor.set_defaults(func=_supervisor)
 
+    web = sub.add_parser("web", help="supervisor and pusher CPU with one web preview viewer "
+                         "against none")
+    web.add_argument("--seconds", type=float, default=10.0, help="seconds per phase")
+    web.add_argument("--runs", type=int, default=3, help="alternating no-viewer/viewer pairs")
+    web.add_argument("--size", default="1280x720")
+    web.add_argument("--fps", type=int, default=30)
+    web.set_defaults(func=_web)
+
 
 def _push(args: argparse.Namespace) -> int:
     from edgelive.bench.push import run
@@ -81,4 +89,11 @@ def _supervisor(args: argparse.Namespace) -> int:
     from edgelive.bench.supervisor import report, run
 
     print(report(run(args.seconds)))
+    return 0
+
+
+def _web(args: argparse.Namespace) -> int:
+    from edgelive.bench.web import report, run
+
+    print(report(run(args.seconds, args.runs, args.size, args.fps)))
     return 0
