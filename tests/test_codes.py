@@ -48,7 +48,6 @@ def test_docs_codes_md_is_generated_from_the_registry() -> None:
 FIRMWARE = Path(__file__).parents[1] / "firmware" / "edgelive"
 # Codes defined ahead of the code that will emit them. Each entry names who brings the emitter.
 NOT_EMITTED_YET = {
-    Code.UPDATE_STARTED, Code.UPDATE_DONE, Code.UPDATE_ROLLED_BACK,  # firmware updates (#13)
     Code.THERMAL_THROTTLED, Code.DISK_LOW,  # health watch, supervisor/care.py (#14)
 }
 

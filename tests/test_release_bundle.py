@@ -28,17 +28,17 @@ from edgelive.update.bundle import (
 FIRMWARE = Path(__file__).parents[1] / "firmware" / "edgelive"
 
 
-def make_wheel(out_dir: Path, version: str, *, crash: bool = False) -> Path:
-    """An edgelive wheel of this source tree that says it is `version`; with `crash`, one
-    whose every start fails at once (`python -m edgelive` exits 1)."""
+def make_wheel(out_dir: Path, version: str, *, broken: str = "") -> Path:
+    """An edgelive wheel of this source tree that says it is `version`; with `broken` (a
+    module file, e.g. `__main__.py`), one where that module exits as it is imported."""
     files: dict[str, bytes] = {}
     for path in sorted(FIRMWARE.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             files[f"edgelive/{path.relative_to(FIRMWARE)}"] = path.read_bytes()
     files["edgelive/__init__.py"] = files["edgelive/__init__.py"].replace(
         b'__version__ = "', f'__version__ = "{version}"  # was "'.encode())
-    if crash:
-        files["edgelive/__main__.py"] = b"raise SystemExit('edgelive: broken release')\n"
+    if broken:
+        files[f"edgelive/{broken}"] = b"raise SystemExit('edgelive: broken release')\n"
     dist = f"edgelive-{version}.dist-info/"
     files[dist + "METADATA"] = f"Metadata-Version: 2.1\nName: edgelive\nVersion: {version}\n" \
         .encode()

@@ -81,6 +81,17 @@ class LogsArgs(Args):
         None, description="Lowest level included.")
 
 
+class UpdateArgs(Args):
+    url: str = Field(min_length=1, pattern=r"^https?://", description="Where the release "
+                     "bundle is (http:// or https://).")
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of the bundle, "
+                        "hex.")
+    version: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z.+_-]+$",
+                         description="The release's version, as its signed manifest says.")
+    health_timeout: StrictInt | None = Field(None, ge=10, le=3600, description="Seconds the "
+                                             "new release has to be healthy; absent = 120.")
+
+
 @dataclass(frozen=True)
 class HaSwitch:
     """A Home Assistant switch: ON/OFF is sent as `{"on": true|false}`; its state is the
@@ -156,8 +167,9 @@ VERBS: tuple[Verb, ...] = (
     Verb("device", "reboot", NoArgs, "Reboot the box: it answers, sends 6028 REBOOTING, goes "
          "offline and comes back online (about a minute on a Pi). Refused on a box without "
          "the image's reboot helper."),
-    Verb("device", "update", NoArgs, "Software update: refused until the box has an "
-         "update path."),
+    Verb("device", "update", UpdateArgs, "Download, verify and install a signed release, "
+         "restart into it and keep it only if the box is healthy again within the health "
+         "timeout (docs/updates.md). Answered at once; progress comes as events."),
     Verb("device", "factory-reset", FactoryResetArgs, "Reset the config to the defaults, as "
          "holding the button does."),
     Verb("device", "logs", LogsArgs, "The box's recent log lines (from the journal under systemd, "

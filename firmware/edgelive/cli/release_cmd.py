@@ -72,7 +72,12 @@ def _build(args: argparse.Namespace) -> int:
 
     key = load_private_key(args.key)
     with tempfile.TemporaryDirectory() as tmp:
-        wheel_dir = args.wheels or _collect_wheels(args.project, args.target, Path(tmp))
+        try:
+            wheel_dir = args.wheels or _collect_wheels(args.project, args.target, Path(tmp))
+        except subprocess.CalledProcessError as exc:
+            print(f"edgelive release build: pip failed ({exc.returncode}); see above",
+                  file=sys.stderr)
+            return 1
         wheels = sorted(wheel_dir.glob("*.whl"))
         versions = [m.group(1) for w in wheels if (m := _WHEEL_VERSION.match(w.name))]
         if len(versions) != 1:
@@ -101,10 +106,13 @@ def _collect_wheels(project: Path, target: str, tmp: Path) -> Path:
     subprocess.run([*pip, "wheel", "--no-deps", "--quiet", "-w", str(tmp), str(project)],
                    check=True)
     [wheel] = tmp.glob("edgelive-*.whl")
-    subprocess.run([*pip, "download", "--quiet", "--only-binary=:all:", "--platform",
-                    f"manylinux_2_36_{machine}", "--implementation", "cp", "--python-version",
-                    python.removeprefix("cp"), "--find-links", str(tmp), "-d", str(tmp),
-                    str(wheel)], check=True)
+    # pip does not widen a manylinux tag to older glibcs by itself: name every one
+    platforms = [arg for tag in [*(f"manylinux_2_{glibc}" for glibc in range(36, 16, -1)),
+                                 "manylinux2014"]
+                 for arg in ("--platform", f"{tag}_{machine}")]
+    subprocess.run([*pip, "download", "--quiet", "--only-binary=:all:", *platforms,
+                    "--implementation", "cp", "--python-version", python.removeprefix("cp"),
+                    "--find-links", str(tmp), "-d", str(tmp), str(wheel)], check=True)
     return tmp
 
 

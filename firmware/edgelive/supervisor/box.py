@@ -37,6 +37,7 @@ from edgelive.hw.board import BoardProfile, default_device_id
 from edgelive.sdnotify import Notifier, watchdog_interval
 from edgelive.supervisor import care
 from edgelive.supervisor.indicators import Indicators
+from edgelive.update.service import Updater, UpdateRefused
 from edgelive.workers import WorkerError, WorkerProcess, worker_argv
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Supervisor:
         self._worker_stale_after = worker_stale_after
         self.care = care.Care(self, store.state_dir, health_root=health_root,
                               reboot_request=reboot_request)
+        self.updater = Updater(self, store.state_dir)  # $EDGELIVE_UPDATE_ROOT, docs/updates.md
 
     # -- lifecycle
 
@@ -126,12 +128,14 @@ class Supervisor:
         self.events.emit(Code.READY, f"edgelive {__version__} ready on {self.board.name}",
                          board=self.board.key)
         self.notifier.ready(self.status_text())
+        self.updater.start()  # judges a release on probation, reports a rollback
         watchdog = asyncio.create_task(self._watchdog())
         try:
             await self._stop.wait()
         finally:
             watchdog.cancel()
             self.care.stop()
+            self.updater.stop()
             await self.shutdown()
 
     def request_stop(self) -> None:
@@ -315,6 +319,9 @@ class Supervisor:
         if pusher is not None:
             await pusher.request("preview", {"socket": socket_path or ""}, timeout=5)
 
+    def mqtt_online(self) -> bool:
+        return self._agent is not None and self._agent.connected
+
     def mqtt_connection_changed(self, connected: bool) -> None:
         self.indicators.set_flags(mqtt_lost=not connected)
 
@@ -421,6 +428,11 @@ class Supervisor:
             return {"restarted": [k for k, s in self._slots.items() if s.process]}
         if verb in care.VERBS:
             return await self.care.command(verb, args)
+        if verb == "update":
+            try:
+                return self.updater.command(args)
+            except UpdateRefused as exc:
+                raise CommandError(Code.COMMAND_REJECTED, str(exc)) from None
         raise CommandError(Code.COMMAND_REJECTED, f"device/{verb} is not supported on this box")
 
     async def set_privacy(self, on: bool) -> None:

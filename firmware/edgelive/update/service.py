@@ -1,0 +1,208 @@
+"""`device/update` and the probation watch, as the supervisor runs them (docs/updates.md).
+
+The command is answered at once; the work goes on in a task: download (UPDATE_STARTED
+with `percent`), verify, install into a new slot, record the update, switch `current`, and
+stop the supervisor so systemd starts the new release. That release, finding itself on
+probation in the record, judges its health with `policy.probation` and commits
+(UPDATE_DONE) or switches back and stops; the release it returns to reports
+UPDATE_ROLLED_BACK with the reason, as it does after a rollback by the start guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from edgelive import __version__
+from edgelive.codes import Code, Source
+from edgelive.config.schema import EdgeliveConfig
+from edgelive.events import Event, EventLog
+from edgelive.policy.probation import Expect, Probation, Signals, Verdict
+from edgelive.update.bundle import (
+    MAX_BUNDLE_BYTES,
+    BundleError,
+    load_public_keys,
+    verify_bundle,
+)
+from edgelive.update.fetch import DownloadError, download
+from edgelive.update.slots import Record, Slots
+
+log = logging.getLogger(__name__)
+
+ROOT_ENV = "EDGELIVE_UPDATE_ROOT"
+HEALTH_TIMEOUT_S = 120.0
+DOWNLOAD_TIMEOUT_S = 1800.0
+PROBATION_TICK_S = 1.0
+REPORT_WAIT_S = 60.0
+"""How long a release that was rolled back to waits for MQTT before reporting it anyway
+(events are queued while offline, so the report is not lost either way)."""
+
+
+class UpdateRefused(Exception):
+    """The update command cannot start (no update root, one in progress)."""
+
+
+class UpdateHost(Protocol):
+    events: EventLog
+    config: EdgeliveConfig
+    started: float  # monotonic time the supervisor started
+
+    def mqtt_online(self) -> bool: ...
+
+    def request_stop(self) -> None: ...
+
+
+class LiveTracker:
+    """Whether the pusher is live (1002) and the player plays (2004), from the events:
+    an error or a restart of that worker ends it."""
+
+    LIVE: ClassVar[dict[Source, Code]] = {Source.PUSHER: Code.PUSH_EVT_PUSH_BEGIN,
+                                          Source.PLAYER: Code.PLAY_EVT_PLAY_BEGIN}
+
+    def __init__(self) -> None:
+        self.live = {Source.PUSHER: False, Source.PLAYER: False}
+
+    def observe(self, event: Event) -> None:
+        src = Source(event.src) if event.src in (Source.PUSHER, Source.PLAYER) else None
+        if src is not None and event.code == self.LIVE[src]:
+            self.live[src] = True
+        elif src is not None and event.code < 0:
+            self.live[src] = False
+        elif event.code == Code.WORKER_RESTARTED:
+            worker = event.detail.get("worker")
+            if worker in ("pusher", "player"):
+                self.live[Source(worker)] = False
+
+
+class Updater:
+    def __init__(self, host: UpdateHost, state_dir: Path, root: Path | None = None) -> None:
+        root = root or (Path(os.environ[ROOT_ENV]) if os.environ.get(ROOT_ENV) else None)
+        self._host = host
+        self._state_dir = state_dir
+        self.slots = Slots(root) if root is not None else None
+        self.tracker = LiveTracker()
+        host.events.subscribe(self.tracker.observe)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """After READY: judge this release if it is on probation; report a rollback to it."""
+        record = self.slots.record() if self.slots else None
+        if record is None or self.slots is None:
+            return
+        if record.state == "probation" and record.version == __version__:
+            self._spawn(self._probation(record))
+        elif record.state == "rolled-back" and not record.reported:
+            self._spawn(self._report_rollback(record))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # -- the command
+
+    def command(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.slots is None:
+            raise UpdateRefused(f"this box has no update root ({ROOT_ENV} is not set)")
+        if self.busy():
+            raise UpdateRefused("an update or a probation is in progress")
+        self._spawn(self._update(self.slots, args))
+        return {"accepted": True, "version": args["version"], "from": __version__}
+
+    async def _update(self, slots: Slots, args: dict[str, Any]) -> None:
+        version, sha256 = str(args["version"]), str(args["sha256"]).lower()
+        events = self._host.events
+        stage = "download"
+        last = [-1]
+
+        def progress(done: int, total: int | None) -> None:
+            percent = int(done * 100 / total) if total else 0
+            if percent // 10 > last[0]:  # every 10 %
+                last[0] = percent // 10
+                events.emit(Code.UPDATE_STARTED, f"update to {version}: downloading "
+                            f"{percent} %", version=version, percent=percent, stage=stage)
+
+        try:
+            bundle = await download(
+                str(args["url"]), slots.downloads / f"{sha256}.bundle.part",
+                max_bytes=MAX_BUNDLE_BYTES, timeout=DOWNLOAD_TIMEOUT_S, progress=progress)
+            stage = "verify"
+            manifest = await asyncio.to_thread(
+                verify_bundle, bundle, load_public_keys(slots.public_keys()), sha256=sha256)
+            if manifest.version != version:
+                raise BundleError(f"bundle is version {manifest.version}, the command says "
+                                  f"{version}")
+            stage = "install"
+            events.emit(Code.UPDATE_STARTED, f"update to {version}: verified; installing",
+                        version=version, percent=100, stage=stage)
+            await asyncio.to_thread(slots.install, bundle, manifest)
+            record = Record(version, __version__, health_timeout=float(
+                args.get("health_timeout", HEALTH_TIMEOUT_S)), expect=self._expect())
+            await asyncio.to_thread(slots.begin, record, self._state_dir)
+        except (DownloadError, BundleError, ValueError, OSError) as exc:
+            reason = str(exc) if not isinstance(exc, OSError) else f"{stage} failed: {exc}"
+            events.emit(Code.UPDATE_ROLLED_BACK, f"update to {version} refused at {stage}: "
+                        f"{reason}; staying on {__version__}", version=version,
+                        stage=stage, reason=reason, running=__version__)
+            if stage != "download":  # a refused bundle is not kept (a partial one is)
+                with contextlib.suppress(OSError):
+                    (slots.downloads / f"{sha256}.bundle").unlink()
+            return
+        with contextlib.suppress(OSError):
+            bundle.unlink()
+        events.emit(Code.UPDATE_STARTED, f"update to {version}: switched; restarting into it",
+                    version=version, percent=100, stage="switch")
+        self._host.request_stop()  # systemd starts `current`, the new release
+
+    def _expect(self) -> dict[str, bool]:
+        return {"mqtt": bool(self._host.config.mqtt.host),
+                "pusher": self.tracker.live[Source.PUSHER],
+                "player": self.tracker.live[Source.PLAYER]}
+
+    # -- after the switch
+
+    async def _probation(self, record: Record) -> None:
+        assert self.slots is not None
+        policy = Probation(Expect(**record.expect), record.health_timeout, self._host.started)
+        log.info("release %s on probation for up to %.0f s (expecting %s)", record.version,
+                 record.health_timeout, record.expect)
+        while True:
+            decision = policy.decide(Signals(
+                ready=True, mqtt_online=self._host.mqtt_online(),
+                pusher_live=self.tracker.live[Source.PUSHER],
+                player_live=self.tracker.live[Source.PLAYER]), time.monotonic())
+            if decision.verdict is Verdict.COMMIT:
+                await asyncio.to_thread(self.slots.commit, record)
+                self._host.events.emit(Code.UPDATE_DONE, f"updated to {record.version} "
+                                       f"(from {record.previous}): {decision.reason}",
+                                       version=record.version, previous=record.previous)
+                return
+            if decision.verdict is Verdict.ROLL_BACK:
+                log.warning("release %s rolls back: %s", record.version, decision.reason)
+                await asyncio.to_thread(self.slots.roll_back, record, decision.reason)
+                self._host.request_stop()  # systemd starts `current`, the good release
+                return
+            await asyncio.sleep(PROBATION_TICK_S)
+
+    async def _report_rollback(self, record: Record) -> None:
+        assert self.slots is not None
+        deadline = time.monotonic() + REPORT_WAIT_S
+        while (self._host.config.mqtt.host and not self._host.mqtt_online()
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.5)
+        self._host.events.emit(Code.UPDATE_ROLLED_BACK, f"update to {record.version} rolled "
+                               f"back: {record.reason}; running {__version__}",
+                               version=record.version, reason=record.reason,
+                               running=__version__, stage="probation")
+        await asyncio.to_thread(self.slots.write_record, replace(record, reported=True))
+
+    def _spawn(self, coro: Any) -> None:
+        self._task = asyncio.get_running_loop().create_task(coro, name="update")

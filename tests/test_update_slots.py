@@ -1,0 +1,73 @@
+"""Slots, links and the start guard after power cuts and crash loops (no processes: the
+slots are bare directories with a launcher file, which is all the links look at)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edgelive.update.slots import CONFIG_SNAPSHOT, MAX_STARTS, Record, Slots
+
+
+@pytest.fixture
+def slots(tmp_path: Path) -> Slots:
+    s = Slots(tmp_path / "root")
+    for version in ("1.0", "2.0"):
+        launcher = s.releases / version / "bin" / "edgelive"
+        launcher.parent.mkdir(parents=True)
+        launcher.write_text("#!/bin/sh\n")
+    s.link("current", "1.0")
+    s.link("good", "1.0")
+    return s
+
+
+def test_power_cut_after_the_record_before_the_switch(slots: Slots, tmp_path: Path) -> None:
+    slots.write_record(Record("2.0", "1.0"))  # begin() got this far
+    assert slots.guard() == "update to 2.0 did not switch; staying on 1.0"
+    record = slots.record()
+    assert record is not None and record.state == "rolled-back" and not record.reported
+    assert slots.current() == "1.0"
+    assert slots.guard() == "no release on probation"
+
+
+def test_start_counter_rolls_back_and_restores_the_config(slots: Slots, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "config.toml").write_text("[pusher]\nurl = 'rtmp://old'\n")
+    slots.begin(Record("2.0", "1.0"), state)
+    assert slots.current() == "2.0" and slots.good() == "1.0"
+    (state / "config.toml").write_text("[new-section]\nkey = 1\n")  # the new release wrote
+    for start in range(1, MAX_STARTS + 1):
+        assert slots.guard() == f"release 2.0 on probation, start {start} of {MAX_STARTS}"
+    assert slots.guard() == "rolled back from 2.0 to 1.0"
+    assert slots.current() == "1.0"
+    assert (state / "config.toml").read_text() == "[pusher]\nurl = 'rtmp://old'\n"
+    record = slots.record()
+    assert record is not None and record.state == "rolled-back"
+    assert record.reason == f"release 2.0 failed to start and judge itself healthy " \
+        f"{MAX_STARTS} times"
+
+
+def test_commit_moves_good_and_keeps_the_previous_slot(slots: Slots, tmp_path: Path) -> None:
+    (slots.releases / "0.9" / "bin").mkdir(parents=True)
+    slots.begin(Record("2.0", "1.0"), tmp_path)
+    assert not (slots.root / CONFIG_SNAPSHOT).exists()  # no config: nothing to restore
+    slots.commit(Record("2.0", "1.0"))
+    assert slots.good() == slots.current() == "2.0"
+    assert sorted(p.name for p in slots.releases.iterdir()) == ["1.0", "2.0"]
+    assert slots.guard() == "no release on probation"
+
+
+def test_a_broken_current_link_boots_the_good_release(slots: Slots) -> None:
+    (slots.root / "current").unlink()
+    os.symlink("releases/3.0", slots.root / "current")  # a slot that never completed
+    assert slots.guard() == "current release missing; back to 1.0"
+    assert slots.current() == "1.0"
+
+
+def test_an_unreadable_record_leaves_the_links_in_charge(slots: Slots) -> None:
+    (slots.root / "update.json").write_text("{truncated")
+    assert slots.guard() == "no release on probation"
+    assert slots.current() == "1.0"
