@@ -302,6 +302,19 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     click(browser, browser.find_element(By.CSS_SELECTOR, "[data-cmd='pusher/start']"))
     wait.until(lambda d: shown(d, "st-pusher") == "pushing")
 
+    # without Media Source Extensions the preview falls back to JPEG snapshots
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {
+        "source": "delete window.MediaSource; delete window.ManagedMediaSource;"})
+    browser.refresh()
+    wait.until(lambda d: d.execute_script(
+        "const i = document.getElementById('still'); return !i.hidden && i.naturalWidth > 0"))
+    assert shown(browser, "preview-mode") == "(snapshots)"
+    assert not browser.find_element(By.ID, "video").is_displayed()
+    now, width, luma = browser.execute_script(GRAB_STAMP.replace("'video'", "'still'")
+                                              .replace("videoWidth", "naturalWidth"))
+    age = stamp.age_ms(stamp.decode(np.array(luma, dtype=np.float32).reshape(-1, width)), now)
+    assert age < 5000, age  # a recent camera picture (refreshed once a second)
+
     browser.set_window_size(360, 800)
     browser.refresh()
     wait.until(lambda d: shown(d, "st-pusher") == "pushing")
