@@ -63,9 +63,8 @@ function renderStatus(s) {
   text($("st-mqtt"), s.mqtt);
   text($("st-rev"), s.rev);
   text($("st-uptime"), fmtUptime(s.uptime));
-  const health = s.health || {};
-  text($("st-temp"), health.temp_c !== undefined && health.temp_c !== null
-    ? health.temp_c.toFixed(1) + " °C" : (s.temperature !== undefined ? s.temperature + " °C" : "–"));
+  const temp = s.temperature_c;  // absent where the machine has no thermal sensor
+  text($("st-temp"), typeof temp === "number" ? temp.toFixed(1) + " °C" : "–");
   text($("st-net"), fmtNet(s.pusher));
   text($("st-playnet"), fmtNet(s.player));
   const leds = LEDS[s.leds] || ["off", "off"];
