@@ -75,11 +75,11 @@ def test_hardware_encoder_failure_falls_back_to_libx264_with_a_reason() -> None:
     with pytest.raises(HardwareEncoderUnavailable) as info:
         PyAvVideoEncoder(RTC, "h264_v4l2m2m")
     assert info.value.code == Code.PUSH_ERR_VIDEO_ENCODE_FAIL
-    encoder, reason = open_video_encoder(RTC, "auto", hardware_available=True)
-    assert encoder.name == "libx264" and "h264_v4l2m2m" in reason
+    encoder, reasons = open_video_encoder(RTC, "auto", hardware_available=True)
+    assert encoder.name == "libx264" and len(reasons) == 1 and "h264_v4l2m2m" in reasons[0]
     encoder.close()
-    encoder, reason = open_video_encoder(RTC, "auto", hardware_available=False)
-    assert encoder.name == "libx264" and reason == ""
+    encoder, reasons = open_video_encoder(RTC, "auto", hardware_available=False)
+    assert encoder.name == "libx264" and reasons == []
     encoder.close()
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import av
 import numpy as np
@@ -36,6 +36,9 @@ from edgelive.media.picture import (
     planes,
 )
 
+if TYPE_CHECKING:
+    from edgelive.media.picam_encode import FedPicture
+
 log = logging.getLogger(__name__)
 _FOCUS_NOT_APPLIED: set[str] = set()
 """V4L2 devices whose log already says that auto-focus = false is not applied."""
@@ -48,7 +51,9 @@ VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".mov", ".avi", ".ts", ".flv", ".webm"
 
 @dataclass
 class Frame:
-    image: av.VideoFrame  # yuv420p, exactly the size asked for in open()
+    image: av.VideoFrame | FedPicture
+    """yuv420p, exactly the size asked for in open(); a FedPicture (no pixels) when the
+    Pi camera feeds picamera2's hardware encoder itself."""
     capture_ms: int  # wall-clock (time.time) ms when the picture was taken
     index: int  # frame number from 0
 
@@ -140,7 +145,7 @@ class BaseSource:
         self.width, self.height, self.fps = width, height, fps
         self._index = 0
 
-    def _frame(self, image: av.VideoFrame, capture_ms: int) -> Frame:
+    def _frame(self, image: av.VideoFrame | FedPicture, capture_ms: int) -> Frame:
         frame = Frame(image, capture_ms, self._index)
         self._index += 1
         return frame
@@ -320,6 +325,12 @@ def _picamera2_has_camera() -> bool:
         return bool(import_picamera2().Picamera2.global_camera_info())
     except CameraError:
         return False
+
+
+def is_pi_camera(spec: str) -> bool:
+    """The source `spec` opens is the Pi camera (picamera2): asked before it is opened, to
+    choose picamera2's own H.264 encoder."""
+    return spec == "picamera2" or (spec == "auto" and _picamera2_has_camera())
 
 
 def video_devices(pattern: str = "/dev/video*") -> list[str]:

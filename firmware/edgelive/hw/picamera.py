@@ -2,20 +2,30 @@
 
 picamera2 exists only in the Raspberry Pi apt repository, so it is imported inside `open()`;
 tests put a fake of the same API shape in `sys.modules["picamera2"]`.
+
+Two ways to hand out pictures: copied into Python (`capture_array`, for libx264 or any
+other encoder), or, once `feed()` has attached picamera2's H264Encoder to the camera, none
+at all: `read()` then waits for the next frame's metadata only and returns a `FedPicture`
+(its sensor timestamp), while the camera's buffers go to the VideoCore encoder directly.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgelive.hw.camera import BaseSource, CameraError, Frame, UnsupportedResolution, now_ms
+from edgelive.media.picam_encode import ENCODER_DEVICE, FedPicture
 from edgelive.media.picture import condition, new_frame
 
-ENCODER_DEVICE = "/dev/video11"  # the VideoCore H.264 encoder picamera2's H264Encoder uses
+if TYPE_CHECKING:
+    import av
+
+    from edgelive.media.picam_encode import PicamVideoEncoder
 
 
 def _yuv420_planes(array: np.ndarray, width: int, height: int) -> tuple[np.ndarray, ...]:
@@ -43,7 +53,7 @@ class Picamera2Source(BaseSource):
         self.camera_num = camera_num
         self._encoder_device = encoder_device
         self.camera: Any = None
-        self._size = (0, 0)
+        self._feed: PicamVideoEncoder | None = None
 
     @property
     def hardware_encoder_available(self) -> bool:
@@ -68,7 +78,6 @@ class Picamera2Source(BaseSource):
             camera.close()
             raise UnsupportedResolution(
                 f"picamera2: {width}x{height}@{fps} not supported ({exc})") from exc
-        self._size = tuple(config["main"]["size"])
         self.camera = camera
         try:
             self._apply_camera_controls()
@@ -92,23 +101,54 @@ class Picamera2Source(BaseSource):
         available = self.camera.camera_controls
         self.camera.set_controls({k: v for k, v in wanted.items() if k in available})
 
+    def feed(self, encoder: PicamVideoEncoder) -> bool:
+        """Hand the camera's buffers to picamera2's H264Encoder (`encoder`) from now on;
+        False when it cannot take them (pictures are then copied as before)."""
+        self._check_open()
+        c = self.controls
+        if c.rotation or c.zoom:
+            # The encoder takes the ISP's picture as it is: turning or cropping it is done
+            # on a copy in Python, so that path keeps the pixels.
+            encoder.decline(f"rotation {c.rotation} / zoom {c.zoom} are applied in software")
+            return False
+        if not encoder.attach(self.camera):
+            return False
+        self._feed = encoder
+        return True
+
     def read(self) -> Frame:
+        self._check_open()
+        feed = self._feed
+        if feed is None or not feed.fed_by(self.camera):
+            image = self.still()
+            return self._frame(image, now_ms())
+        try:
+            metadata = self.camera.capture_metadata()
+        except Exception as exc:
+            raise CameraError(f"picamera2: capture failed ({exc})") from exc
+        sensor_ns = int(metadata["SensorTimestamp"])  # CLOCK_MONOTONIC, like time.monotonic
+        taken_ms = now_ms() - (time.monotonic_ns() - sensor_ns) // 1_000_000
+        return self._frame(FedPicture(sensor_ns // 1000, self.still), taken_ms)
+
+    def still(self) -> av.VideoFrame:
+        """A copy of the camera's next picture, conditioned like every source's."""
         self._check_open()
         try:
             array = self.camera.capture_array("main")
+            w, h = self.camera.camera_configuration()["main"]["size"]
         except Exception as exc:
             raise CameraError(f"picamera2: capture failed ({exc})") from exc
-        t_ms = now_ms()
-        w, h = self._size
         image = new_frame(w, h, *_yuv420_planes(array, w, h))
-        return self._frame(condition(image, self.width, self.height, self.controls,
-                                     luma=False), t_ms)
+        return condition(image, self.width, self.height, self.controls, luma=False)
 
     def close(self) -> None:
         super().close()
         camera, self.camera = self.camera, None
+        feed, self._feed = self._feed, None
         if camera is not None:
             try:
+                if feed is not None:
+                    feed.detach(camera)  # the encoder stops before the camera does
                 camera.stop()
             finally:
                 camera.close()

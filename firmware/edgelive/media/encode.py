@@ -119,6 +119,11 @@ class VideoEncoder(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def take_fallback(self) -> str:
+        """Why the encoder left its hardware path since the last call ("" = it did not);
+        the pusher reports it as 1103."""
+        return ""
+
     def request_size(self, size: PictureSize) -> None:
         """Encode at `size` from the next frame on (a key frame); safe from any thread."""
         self._wanted = None if size == self.size else size
@@ -275,19 +280,31 @@ class PyAvVideoEncoder(VideoEncoder):
 
 
 def open_video_encoder(plan: VideoPlan, choice: str, *, hardware_available: bool,
-                       hardware_codec: str = "h264_v4l2m2m") -> tuple[VideoEncoder, str]:
+                       hardware_codec: str = "h264_v4l2m2m",
+                       camera_feed: bool = False) -> tuple[VideoEncoder, list[str]]:
     """Open the encoder `choice` (auto | hardware | software) asks for.
 
-    Returns the encoder and, when the hardware one was wanted but failed, the reason it
-    fell back to libx264 (the pusher reports it as 1103); else an empty string.
+    The hardware chain is picamera2's H264Encoder on the camera's own buffers (when the
+    source is the Pi camera: `camera_feed`), then `hardware_codec` through PyAV, then
+    libx264. Returns the encoder and why each hardware step was passed over, in order (the
+    pusher reports each as 1103); none when hardware was not wanted or the first step opened.
     """
     wants_hardware = choice == "hardware" or (choice == "auto" and hardware_available)
-    if wants_hardware:
+    if not wants_hardware:
+        return PyAvVideoEncoder(plan, "libx264"), []
+    reasons = []
+    if camera_feed:
+        from edgelive.media.picam_encode import PicamVideoEncoder  # imports encode: lazy
+
         try:
-            return PyAvVideoEncoder(plan, hardware_codec), ""
+            return PicamVideoEncoder(plan), []
         except HardwareEncoderUnavailable as exc:
-            return PyAvVideoEncoder(plan, "libx264"), str(exc)
-    return PyAvVideoEncoder(plan, "libx264"), ""
+            reasons.append(f"{exc}; trying {hardware_codec}")
+    try:
+        return PyAvVideoEncoder(plan, hardware_codec), reasons
+    except HardwareEncoderUnavailable as exc:
+        reasons.append(str(exc))
+    return PyAvVideoEncoder(plan, "libx264"), reasons
 
 
 class AudioEncoder:

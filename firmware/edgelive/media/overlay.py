@@ -78,3 +78,13 @@ def draw_lines(plane: np.ndarray, lines: list[str], x: int, y: int, *,
 def clock_text(t_ms: int) -> str:
     """Local wall-clock time as HH:MM:SS.mmm."""
     return time.strftime("%H:%M:%S", time.localtime(t_ms // 1000)) + f".{t_ms % 1000:03d}"
+
+
+def draw_status(luma: np.ndarray, lines: list[str] | tuple[str, ...]) -> None:
+    """The pusher's debug stats at the bottom left of a luma plane (the top holds testsrc's
+    stamp and clock), scaled with the picture's height."""
+    height = luma.shape[0]
+    scale = max(1, height // 360)
+    margin = 4 * scale
+    draw_lines(luma, list(lines), margin, height - margin - lines_height(len(lines), scale),
+               scale=scale)

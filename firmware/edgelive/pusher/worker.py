@@ -27,10 +27,11 @@ from edgelive.codes import Code
 from edgelive.config.presets import AudioPlan, VideoPlan, audio_plan, video_plan
 from edgelive.config.schema import PusherConfig
 from edgelive.events import EventLog, now_ms
-from edgelive.hw.camera import CameraError, UnsupportedResolution
+from edgelive.hw.camera import CameraError, FrameSource, UnsupportedResolution
 from edgelive.media.encode import AudioEncoder, EncoderError, VideoEncoder, open_video_encoder
 from edgelive.media.jpeg import encode_jpeg
-from edgelive.media.overlay import draw_lines, lines_height
+from edgelive.media.overlay import draw_status
+from edgelive.media.picam_encode import FedPicture, PicamVideoEncoder
 from edgelive.media.picture import copy_frame, planes
 from edgelive.media.preview import PreviewTap
 from edgelive.pusher.adapt import Adapter
@@ -69,7 +70,8 @@ class Pusher:
         self._hardware_available = hardware_available
         self.video: VideoPlan = video_plan(config)
         self.audio: AudioPlan = audio_plan(config)
-        self.scene = Scene(config, events, open_camera=open_camera,
+        self._open_camera = open_camera
+        self.scene = Scene(config, events, open_camera=self._camera,
                            on_change=self._state_changed)
         self._phase = "idle"  # idle | running | stopped | failed
         self._ending = ""  # why a running session ends: stop | handup | fail | gave_up
@@ -222,18 +224,18 @@ class Pusher:
 
     def _capture(self) -> None:
         plan = self.video
-        try:
-            self.scene.start(plan)
-        except UnsupportedResolution as exc:
-            self._fail(Code.PUSH_ERR_UNSUPPORTED_RESOLUTION, str(exc), source=self.config.source,
-                       width=plan.width, height=plan.height)
+        encoder = self._open_encoder()  # first: a Pi camera opened next feeds it itself
+        if encoder is None:
             return
-        try:
-            encoder = self._open_encoder()
-            if encoder is None:
+        with encoder:
+            self._encoder = encoder
+            try:
+                self.scene.start(plan)
+            except UnsupportedResolution as exc:
+                self._fail(Code.PUSH_ERR_UNSUPPORTED_RESOLUTION, str(exc),
+                           source=self.config.source, width=plan.width, height=plan.height)
                 return
-            with encoder:
-                self._encoder = encoder
+            try:
                 self._adapter = Adapter(encoder, self.video, self.events,
                                         other_kbps=self.audio.kbps)
                 audio_encoder = AudioEncoder(self.audio)
@@ -245,8 +247,22 @@ class Pusher:
                 self._spawn(self._report, "netstatus")
                 self._spawn(lambda: self._audio_loop(audio_encoder), "audio")
                 self._encode_loop(encoder, self._link)
-        except EncoderError as exc:
-            self._fail(exc.code, str(exc))
+            except EncoderError as exc:
+                self._fail(exc.code, str(exc))
+
+    def _camera(self, spec: str, **kwargs: Any) -> FrameSource:
+        """Open a camera; the Pi camera's buffers go to picamera2's encoder when that is the
+        encoder in use (no copy into Python)."""
+        if self._open_camera is not None:
+            source = self._open_camera(spec, **kwargs)
+        else:
+            from edgelive.hw.camera import open_source  # probes hardware: only when used
+
+            source = open_source(spec, **kwargs)
+        encoder = self._encoder
+        if isinstance(encoder, PicamVideoEncoder) and (feed := getattr(source, "feed", None)):
+            feed(encoder)
+        return source
 
     def _teardown(self) -> None:
         self._end("stop")
@@ -275,16 +291,23 @@ class Pusher:
         thread.start()
 
     def _open_encoder(self) -> VideoEncoder | None:
+        from edgelive.hw.camera import is_pi_camera  # may probe picamera2: only when used
+
+        wants_hardware = self.config.encoder != "software"
         try:
-            encoder, fallback = open_video_encoder(
-                self.video, self.config.encoder, hardware_available=self._hardware_available)
+            encoder, fallbacks = open_video_encoder(
+                self.video, self.config.encoder, hardware_available=self._hardware_available,
+                camera_feed=wants_hardware and is_pi_camera(self.config.source))
         except EncoderError as exc:
             self._fail(exc.code, str(exc))
             return None
-        if fallback:
-            self.events.emit(Code.PUSH_WARNING_HW_ACCELERATION_FAIL,
-                             f"{fallback}; using the software encoder", encoder=encoder.name)
+        for why in fallbacks:
+            self._hardware_fell_back(why, encoder.name)
         return encoder
+
+    def _hardware_fell_back(self, why: str, encoder: str) -> None:
+        self.events.emit(Code.PUSH_WARNING_HW_ACCELERATION_FAIL,
+                         f"{why}; using {encoder}", encoder=encoder)
 
     def _stream_ms(self, capture_ms: int) -> int:
         """Capture time on the stream clock, strictly increasing for the muxer; one clock
@@ -312,25 +335,27 @@ class Pusher:
             if self._snapshots:
                 self._answer_snapshots(picture)  # the picture as captured, no overlay
             image = self._with_stats(picture.image) if self.config.debug else picture.image
-            for packet in encoder.encode(image, pts):
+            packets = encoder.encode(image, pts)
+            if why := encoder.take_fallback():
+                self._hardware_fell_back(why, encoder.name)
+            for packet in packets:
                 self._video_rate.add(packet.size)
                 if (tap := self._preview) is not None:
                     tap.offer(packet, encoder.size.width, encoder.size.height,
                               encoder.params.extradata)
                 link.send(packet, True, pts)
 
-    def _with_stats(self, image: av.VideoFrame) -> av.VideoFrame:
+    def _with_stats(self, image: av.VideoFrame | FedPicture) -> av.VideoFrame | FedPicture:
         """A copy of `image` with the latest netstatus burned in at the bottom left (the
-        top holds testsrc's stamp and clock; the source may hand this frame out again)."""
+        top holds testsrc's stamp and clock; the source may hand this frame out again). A
+        picture that stays in the camera carries the text to its encoder instead."""
         status = self._last_status
         if not status:
             return image
+        if isinstance(image, FedPicture):
+            return dataclasses.replace(image, overlay=tuple(debug_lines(status)))
         out = copy_frame(image)
-        lines = debug_lines(status)
-        scale = max(1, out.height // 360)
-        margin = 4 * scale
-        draw_lines(planes(out)[0], lines, margin,
-                   out.height - margin - lines_height(len(lines), scale), scale=scale)
+        draw_status(planes(out)[0], debug_lines(status))
         return out
 
     def _switch_bitrate(self, encoder: VideoEncoder, waiting: bool) -> None:
@@ -351,9 +376,10 @@ class Pusher:
     def _answer_snapshots(self, picture: Picture) -> None:
         with self._lock:
             waiting, self._snapshots = self._snapshots, []
+        image = picture.image
         try:
-            jpeg = encode_jpeg(picture.image)
-        except (av.FFmpegError, ValueError) as exc:
+            jpeg = encode_jpeg(image.still() if isinstance(image, FedPicture) else image)
+        except (av.FFmpegError, ValueError, CameraError) as exc:
             for future in waiting:
                 future.set_exception(CommandError(f"JPEG encoding failed: {exc}"))
             return
