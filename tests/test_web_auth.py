@@ -7,6 +7,7 @@ import asyncio
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -135,3 +136,29 @@ def test_console_does_not_start_without_a_password(run_box, tmp_path: Path) -> N
     assert any("no password is set" in line for line in lines), lines
     with pytest.raises(TimeoutError):
         wait_port("127.0.0.1", port, timeout=1)
+
+
+def test_box_stops_promptly_with_a_status_stream_and_a_preview_open(
+        run_box, tmp_path: Path) -> None:  # noqa: F811
+    state = tmp_path / "state"
+    state.mkdir()
+    write_passwd(state, "stop password")
+    port = free_port()
+    proc = run_box({"device": {"id": "stopbox"}, "web": {"enabled": True, "bind": "127.0.0.1",
+                                                          "port": port}})
+    wait_port("127.0.0.1", port, timeout=30)
+
+    async def scenario() -> float:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            base = f"http://127.0.0.1:{port}"
+            await http.post(base + "/login", data={"password": "stop password"})
+            stream = await http.get(base + "/api/stream")
+            assert (await stream.content.readline()).startswith(b"data: {")
+            async with http.ws_connect(base + "/api/preview"):
+                started = time.monotonic()
+                proc.terminate()
+                await asyncio.to_thread(proc.wait, 30)
+                return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 8  # aiohttp would wait 60 s for open connections
+    assert proc.returncode == 0

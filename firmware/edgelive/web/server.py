@@ -97,7 +97,9 @@ class WebConsole:
         if self._config.cert_file:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(self._config.cert_file, self._config.key_file)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # open status streams and preview sockets end at once when the box stops
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
         await self._runner.setup()
         await self.preview.start()
         site = web.TCPSite(self._runner, self._config.bind, self._config.port, ssl_context=tls)

@@ -63,8 +63,11 @@ function renderStatus(s) {
   text($("st-mqtt"), s.mqtt);
   text($("st-rev"), s.rev);
   text($("st-uptime"), fmtUptime(s.uptime));
-  const temp = s.temperature_c;  // absent where the machine has no thermal sensor
-  text($("st-temp"), typeof temp === "number" ? temp.toFixed(1) + " °C" : "–");
+  const health = s.health || {};  // socTemp is null where the machine has no sensor
+  const notes = [health.throttling && "throttling", health.underVoltage && "under-voltage",
+    health.disk_low && `disk low (${health.diskFreeMB} MB free)`].filter(Boolean);
+  text($("st-temp"), (typeof health.socTemp === "number" ? health.socTemp.toFixed(1) + " °C" : "–") +
+    (notes.length ? " · " + notes.join(", ") : ""));
   text($("st-net"), fmtNet(s.pusher));
   text($("st-playnet"), fmtNet(s.player));
   const leds = LEDS[s.leds] || ["off", "off"];
