@@ -228,7 +228,7 @@ def test_snapshot_and_home_assistant_discovery(mosquitto: Mosquitto, tmp_path: P
             assert first.retain and doc["avty_t"] == topics.status
             kinds = sorted(c["p"] for c in doc["cmps"].values())
             assert kinds == (["binary_sensor"] * 2 + ["button"] * 3 + ["camera"] + ["sensor"] * 7
-                             + ["switch"] * 2)
+                             + ["switch"] * 2 + ["update"])
             probe.session.publish("homeassistant/status", b"online", 1)
             again = await probe.next()
             assert again.topic == first.topic and json.loads(again.payload) == doc

@@ -100,6 +100,19 @@ def test_home_assistant_entities_come_from_the_table_and_their_payloads_parse() 
         if isinstance(verb.ha, verbs.HaButton):
             assert command(verb.path, json.loads(ha_render(entity["cmd_tpl"]))["args"]) == {}
             continue
+        if isinstance(verb.ha, verbs.HaUpdate):
+            assert parse_command(verb.path, entity["pl_inst"].encode(), 0).args == \
+                {"offered": True}
+            shown = {"version": "1.0", "update": {"offered": "1.1", "busy": True,
+                                                  "percent": 40}}
+            assert json.loads(ha_render(entity["val_tpl"], value_json=shown)) == {
+                "installed_version": "1.0", "latest_version": "1.1", "in_progress": True,
+                "update_percentage": 40}
+            idle = {"version": "1.1", "update": {"offered": None, "busy": False, "percent": 0}}
+            assert json.loads(ha_render(entity["val_tpl"], value_json=idle)) == {
+                "installed_version": "1.1", "latest_version": "1.1", "in_progress": False,
+                "update_percentage": None}
+            continue
         for value, on in (("ON", True), ("OFF", False)):
             payload = ha_render(entity["cmd_tpl"], value=value).encode()
             assert parse_command(verb.path, payload, 0).args == {"on": on}

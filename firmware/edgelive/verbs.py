@@ -28,6 +28,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    model_validator,
 )
 
 Target = Literal["pusher", "player", "device"]
@@ -82,14 +83,30 @@ class LogsArgs(Args):
 
 
 class UpdateArgs(Args):
-    url: str = Field(min_length=1, pattern=r"^https?://", description="Where the release "
-                     "bundle is (http:// or https://).")
-    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of the bundle, "
-                        "hex.")
-    version: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z.+_-]+$",
-                         description="The release's version, as its signed manifest says.")
+    url: str | None = Field(None, min_length=1, pattern=r"^https?://", description="Where "
+                            "the release bundle is (http:// or https://).")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of "
+                               "the bundle, hex.")
+    version: str | None = Field(None, min_length=1, max_length=64,
+                                pattern=r"^[0-9A-Za-z.+_-]+$", description="The release's "
+                                "version, as its signed manifest says.")
     health_timeout: StrictInt | None = Field(None, ge=10, le=3600, description="Seconds the "
                                              "new release has to be healthy; absent = 120.")
+    install: StrictBool | None = Field(None, description="false = only offer the release "
+                                       "(the state's `update.offered`, Home Assistant's latest "
+                                       "version); absent = install now.")
+    offered: StrictBool | None = Field(None, description="true, alone: install the release "
+                                       "offered before (Home Assistant's Install).")
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> UpdateArgs:
+        release = (self.url, self.sha256, self.version)
+        if self.offered:
+            if any(v is not None for v in (*release, self.install, self.health_timeout)):
+                raise ValueError("offered: true goes alone")
+        elif None in release:
+            raise ValueError("url, sha256 and version are required (or offered: true)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -112,12 +129,21 @@ class HaButton:
 
 
 @dataclass(frozen=True)
+class HaUpdate:
+    """A Home Assistant update entity: installed and offered versions from the state, and
+    Install, which sends the command with `{"offered": true}`."""
+
+    key: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Verb:
     target: Target
     name: str
     args: type[Args]
     doc: str
-    ha: HaSwitch | HaButton | None = None
+    ha: HaSwitch | HaButton | HaUpdate | None = None
 
     @property
     def path(self) -> str:
@@ -169,7 +195,8 @@ VERBS: tuple[Verb, ...] = (
          "the image's reboot helper."),
     Verb("device", "update", UpdateArgs, "Download, verify and install a signed release, "
          "restart into it and keep it only if the box is healthy again within the health "
-         "timeout (docs/updates.md). Answered at once; progress comes as events."),
+         "timeout (docs/updates.md). Answered at once; progress comes as events.",
+         HaUpdate("update", "Firmware")),
     Verb("device", "factory-reset", FactoryResetArgs, "Reset the config to the defaults, as "
          "holding the button does."),
     Verb("device", "logs", LogsArgs, "The box's recent log lines (from the journal under systemd, "
@@ -237,6 +264,8 @@ def _ha_doc(verb: Verb) -> str:
         return f"switch “{verb.ha.name}” (ON = `{{\"on\": true}}`)"
     if isinstance(verb.ha, HaButton):
         return f"button “{verb.ha.name}”"
+    if isinstance(verb.ha, HaUpdate):
+        return f"update “{verb.ha.name}” (Install = `{{\"offered\": true}}`)"
     return ""
 
 

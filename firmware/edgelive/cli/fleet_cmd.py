@@ -1,4 +1,4 @@
-"""`edgelive fleet ls|get|set|cmd|watch`: operate a fleet of boxes over MQTT."""
+"""`edgelive fleet ls|get|set|cmd|watch|update`: operate a fleet of boxes over MQTT."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 PASSWORD_ENV = "EDGELIVE_MQTT_PASSWORD"
@@ -44,6 +45,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.set_defaults(func=_run, action=_cmd)
     watch = sub.add_parser("watch", help="print every box's events as they happen")
     watch.set_defaults(func=_run, action=_watch)
+    update = sub.add_parser("update", help="roll a signed release out to a group: canaries "
+                            "first, then batches; stops at the first rollback")
+    update.add_argument("--group", required=True, help="group (or box id) to update")
+    update.add_argument("--url", required=True, help="where the boxes download the bundle")
+    update.add_argument("--bundle", type=Path, help="the bundle file, to take its version and "
+                        "SHA-256 from (else give --version and --sha256)")
+    update.add_argument("--version", dest="release_version")
+    update.add_argument("--sha256")
+    update.add_argument("--canary", type=int, default=1, help="boxes updated one at a time "
+                        "first (default: %(default)s)")
+    update.add_argument("--batch", type=int, default=5, help="boxes at a time after the "
+                        "canaries (default: %(default)s)")
+    update.add_argument("--health-timeout", type=int, help="seconds each box's new release "
+                        "has to be healthy (default: the box's, 120)")
+    update.add_argument("--wait", type=float, default=900, help="seconds to wait for a batch "
+                        "to commit or roll back (default: %(default)s)")
+    update.add_argument("--offer", action="store_true", help="only offer the release (Home "
+                        "Assistant's update entity installs it)")
+    update.set_defaults(func=_run, action=_update)
     parser.epilog = f"The password is read from ${PASSWORD_ENV}."
 
 
@@ -181,6 +201,66 @@ def format_event(box: str, event: dict[str, Any]) -> str:
             if isinstance(ts, int) else "--:--:--.---")
     return (f"{when}  {box}  {event.get('src', '?')}  {event.get('code', '?')}  "
             f"{event.get('name', '?')}  {event.get('msg', '')}")
+
+
+def release_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The `device/update` arguments from the command line (or the bundle file)."""
+    version, sha256 = args.release_version, args.sha256
+    if args.bundle is not None:
+        import tarfile
+
+        from edgelive.update.bundle import MANIFEST, Manifest, sha256_file
+
+        with tarfile.open(args.bundle) as tar:
+            member = tar.extractfile(MANIFEST)
+            if member is None:
+                raise ValueError(f"{args.bundle} is not a release bundle")
+            version = Manifest.from_bytes(member.read()).version
+        sha256 = sha256_file(args.bundle)
+    if not version or not sha256:
+        raise ValueError("give --bundle, or --version and --sha256")
+    out = {"url": args.url, "sha256": sha256, "version": version}
+    if args.health_timeout is not None:
+        out["health_timeout"] = args.health_timeout
+    return out
+
+
+async def _update(fleet: Any, args: argparse.Namespace) -> int:
+    from edgelive.fleet.operator import rollout_plan
+
+    release = release_args(args)
+    members = fleet.members(args.group)
+    if not members:
+        raise LookupError(f"no box or group named {args.group!r}")
+    offline = [b for b in members if not fleet.boxes[b].online]
+    current = [b for b in members if b not in offline
+               and (fleet.boxes[b].state or {}).get("version") == release["version"]]
+    todo = [b for b in members if b not in offline and b not in current]
+    for box in offline:
+        print(f"{box}: offline, skipped")
+    for box in current:
+        print(f"{box}: already on {release['version']}")
+    if args.offer:
+        outcome = await fleet.command(args.group, "device/update",
+                                      {**release, "install": False}, args.timeout)
+        for box, answer in sorted(outcome.answers.items()):
+            print(f"{box}: " + (f"offered {release['version']}" if answer.get("ok")
+                                else f"failed {answer.get('error')}"))
+        return 0 if all(a.get("ok") for a in outcome.answers.values()) else 1
+    plan = rollout_plan(todo, args.canary, args.batch)
+    for i, batch in enumerate(plan):
+        results = await fleet.update(batch, release, args.wait)
+        for result in results:
+            print(f"{result.box}: " + ("updated" if result.ok else "ROLLED BACK")
+                  + f": {result.reason}", flush=True)
+        failed = next((r for r in results if not r.ok), None)
+        if failed is not None:
+            left = [b for rest in plan[i + 1:] for b in rest]
+            print(f"rollout of {release['version']} stopped: {failed.box} rolled back "
+                  f"({failed.reason}); not updated: {', '.join(left) or 'none'}")
+            return 1
+    print(f"rollout of {release['version']} done: {len(todo)} updated")
+    return 0
 
 
 async def _watch(fleet: Any, args: argparse.Namespace) -> int:

@@ -18,6 +18,17 @@ from edgelive.fleet.topics import BoxTopics
 _SWITCH_ARGS = '{"on": {{ "true" if value == "ON" else "false" }}}'
 
 
+# The update entity's JSON state from the box's state: installed, latest offered, progress.
+# (`value_json['update']`: `.update` would be the dict's method)
+_UPDATE_STATE = ('{% set u = value_json["update"] %}{{ {"installed_version": '
+                 'value_json.version, "latest_version": u.offered or value_json.version, '
+                 '"in_progress": u.busy, "update_percentage": u.percent if u.busy else none} '
+                 '| tojson }}')
+# HA sends a fixed payload to install: the id repeats, which the box's duplicate filter lets
+# through once per run — each install restarts the box, and with it the filter.
+UPDATE_INSTALL = '{"id": "ha-install", "args": {"offered": true}}'
+
+
 def _command(args_template: str = "{}") -> str:
     return ('{"id": "ha-{{ (now().timestamp() * 1000) | int }}", "args": '
             + args_template + "}")
@@ -31,8 +42,13 @@ def discovery_payload(topics: BoxTopics, name: str, version: str) -> dict[str, A
         return f"{uid}_{key}", {"p": "sensor", "name": label, "uniq_id": f"{uid}_{key}",
                                 "stat_t": topic, "val_tpl": template, **extra}
 
-    def entity(verb: verbs.Verb, ha: verbs.HaSwitch | verbs.HaButton) -> tuple:
+    def entity(verb: verbs.Verb, ha: verbs.HaSwitch | verbs.HaButton | verbs.HaUpdate
+               ) -> tuple:
         key, command = f"{uid}_{ha.key}", topics.cmd(verb.target, verb.name)
+        if isinstance(ha, verbs.HaUpdate):  # installed, offered (`fleet update --offer`)
+            return key, {"p": "update", "name": ha.name, "uniq_id": key,
+                         "stat_t": topics.state, "val_tpl": _UPDATE_STATE, "cmd_t": command,
+                         "pl_inst": UPDATE_INSTALL, "ent_cat": "config"}
         if isinstance(ha, verbs.HaButton):
             return key, {"p": "button", "name": ha.name, "uniq_id": key, "cmd_t": command,
                          "cmd_tpl": _command()}

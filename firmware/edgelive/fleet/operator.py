@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgelive.codes import Code
 from edgelive.config.store import deep_merge
 from edgelive.events import now_ms
 from edgelive.fleet.session import Message, MqttSession, SessionSettings
@@ -72,6 +73,22 @@ class ConfigOutcome:
     box: str
     rev: int
     report: dict[str, Any] | None  # None: no report of this rev in time
+
+
+@dataclass
+class UpdateOutcome:
+    box: str
+    ok: bool  # committed (UPDATE_DONE)
+    reason: str  # the box's words: what it committed on, or why it rolled back
+
+
+def rollout_plan(boxes: list[str], canary: int, batch: int) -> list[list[str]]:
+    """`canary` boxes first (each batch waits for the one before), then `batch` at a time."""
+    if canary < 0 or batch < 1:
+        raise ValueError("canary must be ≥ 0 and batch ≥ 1")
+    plan = [boxes[i:i + 1] for i in range(min(canary, len(boxes)))]
+    rest = boxes[len(plan):]
+    return plan + [rest[i:i + batch] for i in range(0, len(rest), batch)]
 
 
 class FleetOperator:
@@ -185,6 +202,43 @@ class FleetOperator:
     def _report_of(self, box_id: str, rev: int) -> dict[str, Any] | None:
         report = self.boxes[box_id].reported
         return report if report is not None and report.get("rev") == rev else None
+
+    # -- updates (docs/updates.md)
+
+    async def update(self, boxes: list[str], args: dict[str, Any],
+                     timeout: float) -> list[UpdateOutcome]:
+        """`device/update` to each box; waits until each has committed (UPDATE_DONE) or
+        rolled back (UPDATE_ROLLED_BACK) this version, at most `timeout` s."""
+        version = args["version"]
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._event_queues.append(queue)  # before the commands: no event can slip by
+        try:
+            await self._session_or_fail().subscribe(fleet_filter(self.prefix, "event"), 1)
+            answers = await asyncio.gather(*(self.command(box, "device/update", args)
+                                             for box in boxes))
+            done: dict[str, UpdateOutcome] = {}
+            for box, outcome in zip(boxes, answers, strict=True):
+                answer = outcome.answers.get(box)
+                if answer is None or not answer.get("ok"):
+                    done[box] = UpdateOutcome(box, False, "refused the command: " + (
+                        str(answer.get("error")) if answer else "no answer"))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    while len(done) < len(boxes):
+                        box, event = await queue.get()
+                        detail = event.get("detail") or {}
+                        if box not in boxes or box in done or detail.get("version") != version:
+                            continue
+                        if event.get("code") == Code.UPDATE_DONE:
+                            done[box] = UpdateOutcome(box, True, str(event.get("msg", "")))
+                        elif event.get("code") == Code.UPDATE_ROLLED_BACK:
+                            done[box] = UpdateOutcome(box, False, str(
+                                detail.get("reason") or event.get("msg", "")))
+        finally:
+            self._event_queues.remove(queue)
+        return [done.get(box) or UpdateOutcome(
+            box, False, f"neither committed nor rolled back within {timeout:.0f} s")
+            for box in boxes]
 
     # -- commands
 

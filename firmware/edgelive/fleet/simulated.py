@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -56,10 +57,18 @@ class SimulatedHost:
         self.privacy = False
         self.muted = False
         self.on_state: Callable[[], None] | None = None
+        # device/update: a few progress events, then UPDATE_DONE and the new version in the
+        # state — or, when `update_failure` is set, UPDATE_ROLLED_BACK with it as the reason
+        self.update_failure = ""
+        self.update_seconds = 0.3
+        self.offered: dict[str, Any] | None = None
+        self._agent: FleetAgent | None = None
+        self._updating: asyncio.Task[None] | None = None
 
     def attach(self, agent: FleetAgent) -> None:
         self.events.subscribe(agent.publish_event)
         self.on_state = agent.state_changed
+        self._agent = agent
 
     async def apply_config(self, rev: int, partial: dict[str, Any]) -> ApplyResult:
         return await asyncio.to_thread(self.store.apply, partial, rev)
@@ -71,9 +80,12 @@ class SimulatedHost:
         return redacted(self.store.current)
 
     def state(self) -> dict[str, Any]:
+        busy = self._updating is not None and not self._updating.done()
         return {"pusher": {"state": self.pusher}, "player": {"state": self.player,
                                                              "muted": self.muted},
-                "privacy": self.privacy}
+                "privacy": self.privacy,
+                "update": {"offered": (self.offered or {}).get("version"), "busy": busy,
+                           "stage": "download" if busy else "", "percent": 0}}
 
     async def handle_command(self, target: str, verb: str,
                              args: dict[str, Any]) -> dict[str, Any]:
@@ -96,12 +108,46 @@ class SimulatedHost:
                              "privacy " + ("on" if self.privacy else "off"))
         elif verb == "identify":
             self.events.emit(Code.IDENTIFY, "identify requested")
+        elif verb == "update":
+            return self._update(args)
         else:
             raise CommandError(Code.COMMAND_REJECTED, f"{verb} is not available here")
         self.commands.append((target, verb, args))
         if self.on_state is not None:
             self.on_state()
         return {"pusher": self.pusher, "player": self.player, "privacy": self.privacy}
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self._updating is not None and not self._updating.done():
+            raise CommandError(Code.COMMAND_REJECTED, "an update is in progress")
+        if args.get("install") is False:
+            self.offered = args
+            return {"offered": args["version"]}
+        if args.get("offered"):
+            if self.offered is None:
+                raise CommandError(Code.COMMAND_REJECTED, "no release has been offered")
+            args = self.offered
+        self._updating = asyncio.get_running_loop().create_task(self._install(args))
+        return {"accepted": True, "version": args["version"]}
+
+    async def _install(self, args: dict[str, Any]) -> None:
+        version = args["version"]
+        for percent in (0, 50, 100):
+            self.events.emit(Code.UPDATE_STARTED, f"update to {version}: downloading "
+                             f"{percent} %", version=version, percent=percent, stage="download")
+            await asyncio.sleep(self.update_seconds / 3)
+        assert self._agent is not None
+        previous = self._agent.identity.version
+        if self.update_failure:
+            self.events.emit(Code.UPDATE_ROLLED_BACK, f"update to {version} rolled back: "
+                             f"{self.update_failure}", version=version,
+                             reason=self.update_failure, running=previous, stage="probation")
+        else:
+            self._agent.identity = dataclasses.replace(self._agent.identity, version=version)
+            self.events.emit(Code.UPDATE_DONE, f"updated to {version} (from {previous})",
+                             version=version, previous=previous)
+        if self.on_state is not None:
+            self.on_state()
 
     async def snapshot(self, target: str) -> tuple[bytes, int]:
         return await asyncio.to_thread(_test_jpeg), now_ms()
@@ -141,8 +187,9 @@ async def running(agent: FleetAgent, timeout: float = 10.0) -> AsyncIterator[Fle
 async def _serve(args: argparse.Namespace) -> None:
     mqtt = MqttConfig(host=args.host, port=args.port, prefix=args.prefix,
                       protocol=args.protocol, keepalive=args.keepalive)
-    agent, _ = simulated_box(args.id, mqtt, args.state_dir, tuple(args.group),
-                             home_assistant=args.home_assistant)
+    agent, host = simulated_box(args.id, mqtt, args.state_dir, tuple(args.group),
+                                home_assistant=args.home_assistant)
+    host.update_failure = args.fail_update
     loop = asyncio.get_running_loop()
     runner = asyncio.create_task(agent.run())
     stop = asyncio.Event()
@@ -165,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keepalive", type=int, default=30)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--home-assistant", action="store_true")
+    parser.add_argument("--fail-update", default="", metavar="REASON",
+                        help="roll every update back with this reason")
     asyncio.run(_serve(parser.parse_args(argv)))
 
 

@@ -322,6 +322,10 @@ class Supervisor:
     def mqtt_online(self) -> bool:
         return self._agent is not None and self._agent.connected
 
+    def update_state_changed(self) -> None:
+        if self._agent is not None:
+            self._agent.state_changed()
+
     def mqtt_connection_changed(self, connected: bool) -> None:
         self.indicators.set_flags(mqtt_lost=not connected)
 
@@ -379,6 +383,7 @@ class Supervisor:
         out["privacy"] = self.privacy
         out["health"] = self.care.state()
         out["leds"] = self.indicators.state.value
+        out["update"] = self.updater.state()
         return out
 
     async def handle_command(self, target: str, verb: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -31,11 +32,12 @@ from edgelive.update.bundle import (
     verify_bundle,
 )
 from edgelive.update.fetch import DownloadError, download
-from edgelive.update.slots import Record, Slots
+from edgelive.update.slots import Record, Slots, atomic_write
 
 log = logging.getLogger(__name__)
 
 ROOT_ENV = "EDGELIVE_UPDATE_ROOT"
+OFFER = "offer.json"  # the release offered last (install: false), in the update root
 HEALTH_TIMEOUT_S = 120.0
 DOWNLOAD_TIMEOUT_S = 1800.0
 PROBATION_TICK_S = 1.0
@@ -56,6 +58,9 @@ class UpdateHost(Protocol):
     def mqtt_online(self) -> bool: ...
 
     def request_stop(self) -> None: ...
+
+    def update_state_changed(self) -> None:
+        """The `update` block of the state changed: republish it."""
 
 
 class LiveTracker:
@@ -89,6 +94,9 @@ class Updater:
         self.tracker = LiveTracker()
         host.events.subscribe(self.tracker.observe)
         self._task: asyncio.Task[None] | None = None
+        self._stage = ""  # download, verify, install, switch, probation; "" = idle
+        self._percent = 0
+        self._offer = self._load_offer()
 
     def start(self) -> None:
         """After READY: judge this release if it is on probation; report a rollback to it."""
@@ -107,6 +115,26 @@ class Updater:
     def busy(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    def state(self) -> dict[str, Any]:
+        """The state's `update` block (Home Assistant's update entity reads it)."""
+        busy = self.busy() and self._stage != ""
+        return {"offered": (self._offer or {}).get("version"), "busy": busy,
+                "stage": self._stage if busy else "", "percent": self._percent if busy else 0}
+
+    def _set_stage(self, stage: str, percent: int = 0) -> None:
+        if (stage, percent) != (self._stage, self._percent):
+            self._stage, self._percent = stage, percent
+            self._host.update_state_changed()
+
+    def _load_offer(self) -> dict[str, Any] | None:
+        if self.slots is None:
+            return None
+        try:
+            offer = json.loads((self.slots.root / OFFER).read_text())
+        except (OSError, ValueError):
+            return None
+        return offer if isinstance(offer, dict) else None
+
     # -- the command
 
     def command(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +142,16 @@ class Updater:
             raise UpdateRefused(f"this box has no update root ({ROOT_ENV} is not set)")
         if self.busy():
             raise UpdateRefused("an update or a probation is in progress")
+        if args.get("offered"):
+            if self._offer is None:
+                raise UpdateRefused("no release has been offered to this box")
+            args = self._offer
+        elif args.get("install") is False:
+            self._offer = {k: args[k] for k in ("url", "sha256", "version", "health_timeout")
+                           if k in args}
+            atomic_write(self.slots.root / OFFER, json.dumps(self._offer).encode())
+            self._host.update_state_changed()
+            return {"offered": args["version"]}
         self._spawn(self._update(self.slots, args))
         return {"accepted": True, "version": args["version"], "from": __version__}
 
@@ -126,6 +164,7 @@ class Updater:
         def progress(done: int, total: int | None) -> None:
             percent = int(done * 100 / total) if total else 0
             if percent // 10 > last[0]:  # every 10 %
+                self._set_stage(stage, percent)
                 last[0] = percent // 10
                 events.emit(Code.UPDATE_STARTED, f"update to {version}: downloading "
                             f"{percent} %", version=version, percent=percent, stage=stage)
@@ -135,12 +174,14 @@ class Updater:
                 str(args["url"]), slots.downloads / f"{sha256}.bundle.part",
                 max_bytes=MAX_BUNDLE_BYTES, timeout=DOWNLOAD_TIMEOUT_S, progress=progress)
             stage = "verify"
+            self._set_stage(stage, 100)
             manifest = await asyncio.to_thread(
                 verify_bundle, bundle, load_public_keys(slots.public_keys()), sha256=sha256)
             if manifest.version != version:
                 raise BundleError(f"bundle is version {manifest.version}, the command says "
                                   f"{version}")
             stage = "install"
+            self._set_stage(stage, 100)
             events.emit(Code.UPDATE_STARTED, f"update to {version}: verified; installing",
                         version=version, percent=100, stage=stage)
             await asyncio.to_thread(slots.install, bundle, manifest)
@@ -152,6 +193,7 @@ class Updater:
             events.emit(Code.UPDATE_ROLLED_BACK, f"update to {version} refused at {stage}: "
                         f"{reason}; staying on {__version__}", version=version,
                         stage=stage, reason=reason, running=__version__)
+            self._set_stage("")
             if stage != "download":  # a refused bundle is not kept (a partial one is)
                 with contextlib.suppress(OSError):
                     (slots.downloads / f"{sha256}.bundle").unlink()
@@ -160,6 +202,7 @@ class Updater:
             bundle.unlink()
         events.emit(Code.UPDATE_STARTED, f"update to {version}: switched; restarting into it",
                     version=version, percent=100, stage="switch")
+        self._set_stage("switch", 100)
         self._host.request_stop()  # systemd starts `current`, the new release
 
     def _expect(self) -> dict[str, bool]:
@@ -174,6 +217,7 @@ class Updater:
         policy = Probation(Expect(**record.expect), record.health_timeout, self._host.started)
         log.info("release %s on probation for up to %.0f s (expecting %s)", record.version,
                  record.health_timeout, record.expect)
+        self._set_stage("probation", 100)
         while True:
             decision = policy.decide(Signals(
                 ready=True, mqtt_online=self._host.mqtt_online(),
@@ -184,6 +228,7 @@ class Updater:
                 self._host.events.emit(Code.UPDATE_DONE, f"updated to {record.version} "
                                        f"(from {record.previous}): {decision.reason}",
                                        version=record.version, previous=record.previous)
+                self._set_stage("")
                 return
             if decision.verdict is Verdict.ROLL_BACK:
                 log.warning("release %s rolls back: %s", record.version, decision.reason)
