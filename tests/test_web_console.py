@@ -148,6 +148,14 @@ def test_console_refuses_without_session_or_csrf_and_never_shows_secrets(
             password = next(f for f in mqtt["fields"] if f["key"] == "mqtt.password")
             assert password["set"] is True and "value" not in password
 
+            # previews are bounded: a fifth viewer is turned away while four watch
+            sockets = [await http.ws_connect(base + "/api/preview") for _ in range(4)]
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(base + "/api/preview")
+            assert refused.value.status == 503
+            for ws in sockets:
+                await ws.close()
+
             # a wrong password five times: the sixth try waits, even with the right one
             async with aiohttp.ClientSession() as other:
                 for _ in range(5):

@@ -39,6 +39,7 @@ COOKIE = "edgelive_session"
 MAX_BODY = 64 * 1024
 STATUS_POLL_S = 0.25  # while a status stream is open: a change shows within this
 STATUS_KEEPALIVE_S = 5.0
+MAX_VIEWERS = 4  # preview sockets at once: each is a copy of the stream on the box's uplink
 PUBLIC = {"/login", "/static/style.css", "/static/login.js"}
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
@@ -269,6 +270,8 @@ class WebConsole:
         origin = request.headers.get("Origin")
         if origin is not None and origin.split("://", 1)[-1] != request.host:
             raise web.HTTPForbidden(text="cross-origin preview refused")
+        if self.preview.viewers >= MAX_VIEWERS:
+            raise web.HTTPServiceUnavailable(text=f"at most {MAX_VIEWERS} previews at once")
         ws = web.WebSocketResponse(max_msg_size=1024, heartbeat=20)
         await ws.prepare(request)
         viewer = await self.preview.join()
