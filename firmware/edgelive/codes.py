@@ -151,9 +151,13 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.WORKER_RESTARTED: "A crashed or hung worker was restarted.",
     Code.PUSH_RETRY_SCHEDULED: "Push retry scheduled with backoff (time in detail).",
     Code.PLAY_RETRY_SCHEDULED: "Play retry scheduled with backoff (time in detail).",
-    Code.UPDATE_STARTED: "Firmware update started.",
-    Code.UPDATE_DONE: "Firmware update done.",
-    Code.UPDATE_ROLLED_BACK: "Firmware update was unhealthy and rolled back.",
+    Code.UPDATE_STARTED: "Firmware update under way (detail: version, stage download / "
+    "install / switch, percent downloaded; every 10 %).",
+    Code.UPDATE_DONE: "Firmware update done: the new release was healthy and is kept (detail: "
+    "version, previous).",
+    Code.UPDATE_ROLLED_BACK: "Firmware update not kept: refused or failed before the switch "
+    "(stage download / verify / install: nothing changed), or unhealthy and rolled back (stage "
+    "probation); detail: version, stage, reason, running.",
     Code.THERMAL_THROTTLED: "The SoC is throttling for heat or undervoltage, or is at "
                             "`health.temp-high`; sent again with detail `active: false` when "
                             "it has been clear for `health.clear-after` s (detail: socTemp, …).",
