@@ -248,6 +248,15 @@ class ButtonConfig(Section):
                                 "reset.")
 
 
+class UpdateConfig(Section):
+    health_timeout: float = Field(120.0, ge=10, le=3600, description="Seconds a new release "
+                                  "has, from its start, to be healthy again (supervisor ready, "
+                                  "MQTT online when configured, the pusher live / the player "
+                                  "playing when they ran before) before it rolls back by "
+                                  "itself; `device/update`'s `health_timeout` overrides it "
+                                  "for one update (docs/updates.md).")
+
+
 class WebConfig(Section):
     enabled: bool = Field(False, description="Serve the local web console (preview, status, "
                           "events, settings, actions). It stays off until a password is set "
@@ -293,4 +302,5 @@ class EdgeliveConfig(Section):
     leds: LedsConfig = Field(default_factory=LedsConfig)
     button: ButtonConfig = Field(default_factory=ButtonConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    update: UpdateConfig = Field(default_factory=UpdateConfig)
     web: WebConfig = Field(default_factory=WebConfig)
