@@ -91,7 +91,8 @@ class UpdateArgs(Args):
                                 pattern=r"^[0-9A-Za-z.+_-]+$", description="The release's "
                                 "version, as its signed manifest says.")
     health_timeout: StrictInt | None = Field(None, ge=10, le=3600, description="Seconds the "
-                                             "new release has to be healthy; absent = 120.")
+                                             "new release has to be healthy; absent = "
+                                             "`update.health-timeout`.")
     install: StrictBool | None = Field(None, description="false = only offer the release "
                                        "(the state's `update.offered`, Home Assistant's latest "
                                        "version); absent = install now.")

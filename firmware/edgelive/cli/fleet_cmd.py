@@ -58,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     update.add_argument("--batch", type=int, default=5, help="boxes at a time after the "
                         "canaries (default: %(default)s)")
     update.add_argument("--health-timeout", type=int, help="seconds each box's new release "
-                        "has to be healthy (default: the box's, 120)")
+                        "has to be healthy (default: each box's "
+                        "update.health-timeout)")
     update.add_argument("--wait", type=float, default=900, help="seconds to wait for a batch "
                         "to commit or roll back (default: %(default)s)")
     update.add_argument("--offer", action="store_true", help="only offer the release (Home "

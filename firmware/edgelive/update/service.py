@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 ROOT_ENV = "EDGELIVE_UPDATE_ROOT"
 OFFER = "offer.json"  # the release offered last (install: false), in the update root
-HEALTH_TIMEOUT_S = 120.0
 DOWNLOAD_TIMEOUT_S = 1800.0
 PROBATION_TICK_S = 1.0
 REPORT_WAIT_S = 60.0
@@ -185,8 +184,9 @@ class Updater:
             events.emit(Code.UPDATE_STARTED, f"update to {version}: verified; installing",
                         version=version, percent=100, stage=stage)
             await asyncio.to_thread(slots.install, bundle, manifest)
-            record = Record(version, __version__, health_timeout=float(
-                args.get("health_timeout", HEALTH_TIMEOUT_S)), expect=self._expect())
+            record = Record(version, __version__, health_timeout=float(args.get(
+                "health_timeout", self._host.config.update.health_timeout)),
+                expect=self._expect())
             await asyncio.to_thread(slots.begin, record, self._state_dir)
         except (DownloadError, BundleError, ValueError, OSError) as exc:
             reason = str(exc) if not isinstance(exc, OSError) else f"{stage} failed: {exc}"
