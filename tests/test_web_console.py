@@ -306,6 +306,11 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     assert fleet.op.boxes[BOX].rev("reported") == rev + 1
     assert fleet.op.boxes[BOX].reported["config"]["pusher"]["max-bitrate"] == 700
 
+    # the fleet's next desired document goes above the console's rev and keeps its change
+    [outcome] = fleet.call(fleet.op.set_config(BOX, {"pusher": {"min-bitrate": 300}}))
+    assert outcome.rev == rev + 2 and outcome.report["applied"] is True
+    assert outcome.report["config"]["pusher"]["max-bitrate"] == 700
+
     # an action button: the push starts again
     click(browser, browser.find_element(By.CSS_SELECTOR, "[data-cmd='pusher/start']"))
     wait.until(lambda d: shown(d, "st-pusher") == "pushing")
