@@ -151,6 +151,7 @@ class PicamVideoEncoder(VideoEncoder):
         with self._lock:
             if self._closed or self._fallback:
                 return False
+            self._stop_h264()  # another camera (switchCamera) is closed after this one opened
             self._camera = camera
             try:
                 self._start_h264()
