@@ -320,7 +320,8 @@ def test_a_release_that_runs_but_never_streams_rolls_itself_back(
         box: Box, releases: Releases, server: BundleServer, mosquitto: Mosquitto,
         nginx: NginxRtmp) -> None:
     """Its supervisor starts and goes online; its pusher worker dies at every start, so
-    there is no 1002: at the health timeout the release switches back and says why."""
+    there is no 1002: at the health timeout (`update.health-timeout`, set from the fleet) the
+    release switches back and says why."""
     timeout = 25
     mute = releases.bundle("0.4.0", broken="pusher/worker.py")
 
@@ -329,8 +330,9 @@ def test_a_release_that_runs_but_never_streams_rolls_itself_back(
             events = EventLog(fleet)
             assert await fleet.wait_online([BOX], timeout=30)
             await online_and_pushing(fleet, BASE)
-            await fleet.command(BOX, "device/update", update_args(
-                server, mute, "0.4.0", health_timeout=timeout))
+            [outcome] = await fleet.set_config(BOX, {"update": {"health-timeout": timeout}})
+            assert outcome.report and outcome.report["applied"], outcome
+            await fleet.command(BOX, "device/update", update_args(server, mute, "0.4.0"))
             assert await fleet.wait_until(
                 lambda: (fleet.boxes[BOX].state or {}).get("version") == "0.4.0", 40)
             back = await wait_event(events, code(Code.UPDATE_ROLLED_BACK), timeout + 40)
