@@ -1,8 +1,15 @@
 """FakePykms: the slice of pykms (kms++ Python bindings) that KmsSink uses, recording commits.
 
-pykms exists only in the Raspberry Pi apt repository; this fake has the same call shapes
-(Card, ResourceManager, DumbFramebuffer with map/stride, AtomicReq) and keeps what was
-written so tests can check plane rectangles and framebuffer bytes.
+pykms exists only in the Raspberry Pi apt repository; this fake has the same call shapes,
+checked against kmsxx's bindings (github tomba/kmsxx, py/pykms/pykmsbase.cpp and
+pykmsutil.cpp at 4a7836f): `Card()`, `ResourceManager(card)` with
+`reserve_connector(name="")`, `reserve_crtc(connector)`, `reserve_overlay_plane(crtc,
+format)`; `Connector.get_default_mode()` → a Videomode with `hdisplay`/`vdisplay`;
+`DumbFramebuffer(card, width, height, PixelFormat)` with `stride(plane)` and `map(plane)`
+— a 2-D memoryview of shape (height, bytes of one row of that plane) whose row stride is the
+framebuffer's pitch, so it is not contiguous — and `AtomicReq(card)` with `add(object,
+{property: value})` and `commit_sync(allow_modeset=False)`. It keeps what was written so
+tests can check plane rectangles and framebuffer bytes.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 import itertools
 from types import SimpleNamespace
 from typing import Any
+
+import numpy as np
 
 _ids = itertools.count(100)
 
@@ -51,11 +60,16 @@ class DumbFramebuffer:
         self.width, self.height, self.format = width, height, fmt
         bpp = 4 if fmt == PixelFormat.ARGB8888 else 1
         self._strides = [width * bpp + 64] + ([] if bpp == 4 else [width // 2 + 32] * 2)
-        rows = [height] + ([] if bpp == 4 else [height // 2] * 2)
-        self.planes = [bytearray(s * r) for s, r in zip(self._strides, rows, strict=True)]
+        self._row_bytes = [width * bpp] + ([] if bpp == 4 else [width // 2] * 2)
+        # kmsxx's map() shapes every plane with the framebuffer's full height
+        self.planes = [bytearray(s * height) for s in self._strides]
 
     def map(self, i: int) -> memoryview:
-        return memoryview(self.planes[i])
+        if i >= len(self.planes):
+            raise RuntimeError("map: bad plane number")
+        rows = np.ndarray((self.height, self._row_bytes[i]), dtype=np.uint8,
+                          buffer=self.planes[i], strides=(self._strides[i], 1))
+        return memoryview(rows)
 
     def stride(self, i: int) -> int:
         return self._strides[i]

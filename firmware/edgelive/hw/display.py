@@ -252,10 +252,11 @@ class KmsSink(VideoSink):
         return fbs[self._flip[key]]
 
     @staticmethod
-    def _copy_rows(dst: memoryview, pitch: int, src: np.ndarray) -> None:
+    def _copy_rows(dst: memoryview, src: np.ndarray) -> None:
+        """`dst` is pykms's `map(plane)`: a 2-D view whose rows are the framebuffer's pitch
+        apart (not contiguous), so it is written through numpy's strided view."""
         rows, width = src.shape[0], src.shape[1] * (src.shape[2] if src.ndim == 3 else 1)
-        target = np.frombuffer(dst, dtype=np.uint8)[:rows * pitch].reshape(rows, pitch)
-        target[:, :width] = src.reshape(rows, width)
+        np.asarray(dst)[:rows, :width] = src.reshape(rows, width)
 
     def present(self, layers: Sequence[Layer]) -> int:
         req = self._kms.AtomicReq(self._card)
@@ -270,12 +271,12 @@ class KmsSink(VideoSink):
                     data = np.ctypeslib.as_array(
                         ctypes.cast(plane.buffer_ptr, ctypes.POINTER(ctypes.c_uint8)),
                         shape=(h, plane.line_size))[:, :w]
-                    self._copy_rows(fb.map(i), fb.stride(i), data)
+                    self._copy_rows(fb.map(i), data)
             else:
                 assert layer.rgba is not None
                 argb = layer.rgba[..., [2, 1, 0, 3]]  # ARGB8888 is B,G,R,A in memory
                 fb = self._framebuffer(layer.key, argb.shape[1], argb.shape[0], rgba=True)
-                self._copy_rows(fb.map(0), fb.stride(0), argb)
+                self._copy_rows(fb.map(0), argb)
             w, h = layer.dst.w, layer.dst.h
             if layer.angle in (90, 270):  # the plane's rectangle is the rotated one
                 cx, cy = layer.dst.x + w // 2, layer.dst.y + h // 2
