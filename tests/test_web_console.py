@@ -240,7 +240,7 @@ def keep_screenshot(driver: webdriver.Chrome, tmp_path: Path, name: str) -> Path
 
 
 def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver.Chrome,
-                              tmp_path: Path) -> None:
+                              nginx: NginxRtmp, tmp_path: Path) -> None:
     wait = WebDriverWait(browser, 30, poll_frequency=0.05)
     browser.get(console.url + "/")
     assert browser.current_url.endswith("/login")
@@ -287,6 +287,12 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     Select(browser.find_element(By.ID, "ev-src")).select_by_visible_text("all")
     Select(browser.find_element(By.ID, "ev-level")).select_by_visible_text("all")
 
+    # the stream key and the MQTT password are nowhere on the page; a field holding a hidden
+    # key is empty (keeps it) and shows the redacted value as its hint
+    assert STREAM_KEY not in browser.page_source and MQTT_PASSWORD not in browser.page_source
+    url = browser.find_element(By.ID, "cfg-pusher.url")
+    assert url.get_attribute("value") == "" and "***" in url.get_attribute("placeholder")
+
     # a setting saved in the form is the next rev, reported over MQTT
     rev = fleet.op.boxes[BOX].rev("reported")
     set_field(browser, "pusher.max-bitrate", "700")
@@ -310,10 +316,12 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     [outcome] = fleet.call(fleet.op.set_config(BOX, {"pusher": {"min-bitrate": 300}}))
     assert outcome.rev == rev + 2 and outcome.report["applied"] is True
     assert outcome.report["config"]["pusher"]["max-bitrate"] == 700
+    assert outcome.report["config"]["pusher"]["url"].endswith("/***")  # untouched by the form
 
     # an action button: the push starts again
     click(browser, browser.find_element(By.CSS_SELECTOR, "[data-cmd='pusher/start']"))
     wait.until(lambda d: shown(d, "st-pusher") == "pushing")
+    assert nginx.publishers(STREAM_KEY) == 1  # the saves kept the real stream key
 
     # without Media Source Extensions the preview falls back to JPEG snapshots
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {

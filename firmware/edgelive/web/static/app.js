@@ -136,9 +136,10 @@ function fieldInput(f) {
   } else {
     input = el("input", { type: f.widget === "number" ? "text" : "text", id,
       inputmode: f.widget === "number" ? "decimal" : "text" });
-    input.value = f.value === null || f.value === undefined ? "" :
+    input.value = f.value === null || f.value === undefined || f.redacted ? "" :
       (Array.isArray(f.value) ? f.value.join(", ") : String(f.value));
-    if (f.redacted) input.placeholder = "(contains a hidden key: type a new value to change)";
+    // a value with a hidden key is never edited in place: empty keeps it, typing replaces it
+    if (f.redacted) input.placeholder = f.value + " (type a whole new value to replace)";
   }
   input.dataset.key = f.key;
   input.dataset.widget = f.widget;
