@@ -10,11 +10,10 @@ decodes and audio never leads video.
 
 A publish is one TCP connection: the server is never probed with a connection of its own
 (ingest servers log those as failed handshakes, and a server that takes one connection,
-such as `ffmpeg -listen 1`, would be used up by it). Only the name is resolved from Python
-first (getaddrinfo releases the GIL, FFmpeg's resolver does not), which gives 3001 exactly;
-every other failure is classified from FFmpeg's own attempt. PyAV holds the GIL while
-FFmpeg connects and shakes hands: a refused port answers at once, a host that drops packets
-holds it for FFmpeg's connect timeout (5 s).
+such as `ffmpeg -listen 1`, would be used up by it). Only the name is resolved first,
+which gives 3001 exactly; every other failure is classified from FFmpeg's own attempt.
+FFmpeg's RTMP connection is opened through `media.avio` (the GIL is free while it connects,
+shakes hands or waits for the socket) and the FLV muxer writes into it.
 """
 
 from __future__ import annotations
@@ -36,9 +35,13 @@ import av.logging
 from av.codec.context import Flags
 
 from edgelive.codes import Code
+from edgelive.media.avio import AvioWriter
 from edgelive.media.encode import StreamParams
 from edgelive.redact import redact_text
 
+OPEN_TIMEOUT = 10.0
+"""Connect, handshake and publish: FFmpeg's RTMP would wait for a silent server forever
+(its TCP connect alone gives up after 5 s)."""
 EARLY_AUDIO_PACKETS = 32
 """Sound kept while a session waits for its first key frame (about 0.7 s of AAC)."""
 
@@ -111,12 +114,14 @@ class RtmpOutput:
     def __init__(self, video: StreamParams, audio: StreamParams | None) -> None:
         self._params = (video, audio)
         self._container: av.container.OutputContainer | None = None
+        self._writer: AvioWriter | None = None
         self.video_stream: av.stream.Stream | None = None
         self.audio_stream: av.stream.Stream | None = None
         self._origin: float | None = None
 
-    def open(self, url: str) -> None:
-        """Connect and publish; raises PushNetError (3001–3004)."""
+    def open(self, url: str, abandon: Callable[[], bool] = lambda: False) -> None:
+        """Connect and publish; raises PushNetError (3001–3004). `abandon` returning True
+        gives up a connect or handshake that is under way (FFmpeg asks it every 100 ms)."""
         resolve(url)
         video, audio = self._params
         if av.logging.get_level() is None:
@@ -125,10 +130,13 @@ class RtmpOutput:
             av.logging.set_level(av.logging.ERROR)
         try:
             with av.logging.Capture():
+                self._writer = AvioWriter(url, OPEN_TIMEOUT, abandon)
                 # Interleaving would hold a lone stream's packets for up to 10 s (FFmpeg's
-                # default) when the other stream stalls; live output writes them now.
-                container = av.open(url, "w", format="flv",
-                                    options={"max_interleave_delta": "1"})
+                # default) when the other stream stalls; live output writes them now, and
+                # each packet goes to the connection as soon as it is muxed.
+                container = av.open(self._writer, "w", format="flv",
+                                    options={"max_interleave_delta": "1"},
+                                    container_options={"flush_packets": "1"})
                 self.video_stream = self._add_stream(container, video)
                 self.audio_stream = self._add_stream(container, audio) if audio else None
                 container.start_encoding()
@@ -137,6 +145,7 @@ class RtmpOutput:
         else:
             self._container = container
             return
+        self.close()  # the connection, if it was made before the failure
         # Raised outside the except block: FFmpeg's exception (whose traceback holds this
         # frame) is not chained, so no reference cycle keeps the half-open container alive.
         raise error
@@ -188,12 +197,15 @@ class RtmpOutput:
 
     def close(self) -> None:
         container, self._container = self._container, None
+        writer, self._writer = self._writer, None
         # The streams hold codec contexts (with encoder threads): let them go now, even if
         # something (an exception's traceback) still refers to this object.
         self.video_stream = self.audio_stream = None
         if container is not None:
             with contextlib.suppress(av.FFmpegError, OSError, EOFError, ValueError):
                 container.close()
+        if writer is not None:
+            writer.close()
 
 
 @dataclass(frozen=True)

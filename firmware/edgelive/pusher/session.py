@@ -109,7 +109,7 @@ class Link:
     def _attempt(self) -> Attempt:
         output = RtmpOutput(*self._streams)
         try:
-            output.open(self._url)
+            output.open(self._url, abandon=self._closing.is_set)
         except PushNetError as exc:
             output.close()
             return exc.with_traceback(None)  # its frames would hold the failed output
@@ -130,7 +130,8 @@ class Link:
         self._on_connected()
         self._wake.wait()
         self._end_session()
-        return self._lost
+        # Closing abandons a send that waits for the network: that is no failure to report.
+        return None if self._closing.is_set() else self._lost
 
     def _on_live(self) -> None:
         with self._lock:
