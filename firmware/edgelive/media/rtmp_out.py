@@ -159,8 +159,8 @@ class RtmpOutput:
             stream = container.add_stream("libx264", rate=params.fps)
             ctx = stream.codec_context
             ctx.width, ctx.height, ctx.pix_fmt = params.width, params.height, "yuv420p"
-            # Opened (by PyAV) on every attempt, also the ones a closed port refuses while
-            # a reconnect waits for the server: the cheapest x264 there is.
+            # PyAV opens it for every publish although it never encodes: the cheapest
+            # x264 there is (one thread, no lookahead).
             ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "threads": "1"}
         else:
             stream = container.add_stream("aac", rate=params.sample_rate)
