@@ -43,13 +43,16 @@ HEALTH_TIMEOUT = 60
 
 class BundleServer:
     """Serves files of one directory with HTTP Range (aiohttp, its own thread and loop);
-    records each request's Range header and can cut a response short once."""
+    records each request's Range header and can cut a response short once. `mode`:
+    "range" (default), "whole" (ignores Range, like a server without it), "chunked" (no
+    Content-Length), "stall" (sends the headers, then nothing)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = free_port()
         self.ranges: list[str | None] = []
         self.cut_next_at: int | None = None
+        self.mode = "range"
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -63,7 +66,7 @@ class BundleServer:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_get("/{name}", self._file)
-        runner = web.AppRunner(app)
+        runner = web.AppRunner(app, shutdown_timeout=1)  # a stalled response ends too
         self._loop.run_until_complete(runner.setup())
         self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
         self._ready.set()
@@ -71,17 +74,26 @@ class BundleServer:
         self._loop.run_until_complete(runner.cleanup())
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
-        data = (self.root / request.match_info["name"]).read_bytes()
+        path = self.root / request.match_info["name"]
+        if not path.exists():
+            return web.Response(status=404)
+        data = path.read_bytes()
         header = request.headers.get("Range")
         self.ranges.append(header)
-        start = int(header.removeprefix("bytes=").rstrip("-")) if header else 0
+        start = int(header.removeprefix("bytes=").rstrip("-")) \
+            if header and self.mode != "whole" else 0
         if start >= len(data):
             return web.Response(status=416)
         resp = web.StreamResponse(status=206 if start else 200)
-        resp.content_length = len(data) - start
+        if self.mode == "chunked":
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = len(data) - start
         if start:
             resp.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         await resp.prepare(request)
+        if self.mode == "stall":
+            await asyncio.sleep(3600)
         cut, self.cut_next_at = self.cut_next_at, None
         if cut is not None:  # a connection that breaks mid-download
             await resp.write(data[start:cut])

@@ -4,11 +4,14 @@ slots are bare directories with a launcher file, which is all the links look at)
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from edgelive.update.slots import CONFIG_SNAPSHOT, MAX_STARTS, Record, Slots
+from edgelive.update.bundle import Manifest, box_target, build_bundle, load_private_key
+from edgelive.update.slots import CONFIG_SNAPSHOT, MAX_STARTS, InstallError, Record, Slots
+from tests.test_release_bundle import edgelive_cli
 
 
 @pytest.fixture
@@ -71,3 +74,18 @@ def test_an_unreadable_record_leaves_the_links_in_charge(slots: Slots) -> None:
     (slots.root / "update.json").write_text("{truncated")
     assert slots.guard() == "no release on probation"
     assert slots.current() == "1.0"
+
+
+def test_a_bundle_pip_cannot_install_changes_nothing(slots: Slots, tmp_path: Path) -> None:
+    assert edgelive_cli("release", "keygen", "--out", str(tmp_path / "k")).returncode == 0
+    wheel = tmp_path / "edgelive-3.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("edgelive/__init__.py", "")  # no .dist-info: not a wheel pip takes
+    bundle = tmp_path / "b.bundle"
+    manifest: Manifest = build_bundle([wheel], "3.0", box_target(),
+                                      load_private_key(tmp_path / "k.key"), bundle)
+    with pytest.raises(InstallError, match="pip could not install the wheels"):
+        slots.install(bundle, manifest)
+    assert sorted(p.name for p in slots.releases.iterdir() if not p.name.startswith(".")) \
+        == ["1.0", "2.0"]
+    assert slots.current() == slots.good() == "1.0"

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from edgelive.update.bundle import (
     verify_bundle,
 )
 from edgelive.update.fetch import DownloadError, download
-from edgelive.update.slots import Record, Slots, atomic_write
+from edgelive.update.slots import InstallError, Record, Slots, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,8 @@ class Updater:
                 "health_timeout", self._host.config.update.health_timeout)),
                 expect=self._expect())
             await asyncio.to_thread(slots.begin, record, self._state_dir)
-        except (DownloadError, BundleError, ValueError, OSError) as exc:
+        except (DownloadError, BundleError, InstallError, ValueError, OSError,
+                subprocess.SubprocessError) as exc:
             reason = str(exc) if not isinstance(exc, OSError) else f"{stage} failed: {exc}"
             events.emit(Code.UPDATE_ROLLED_BACK, f"update to {version} refused at {stage}: "
                         f"{reason}; staying on {__version__}", version=version,

@@ -40,6 +40,10 @@ CONFIG_NAME = "config.toml"
 State = Literal["probation", "committed", "rolled-back"]
 
 
+class InstallError(Exception):
+    """The verified bundle could not be installed; the running release is untouched."""
+
+
 @dataclass(frozen=True)
 class Record:
     """What the box knows of its latest update; survives restarts and power cuts."""
@@ -125,10 +129,12 @@ class Slots:
         staging = self.releases / f".staging-{version}"
         shutil.rmtree(staging, ignore_errors=True)  # a half install from before a power cut
         wheels = extract_wheels(bundle, manifest, staging / "wheels")
-        subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
-                        "--disable-pip-version-check", "--no-compile", "--target",
-                        str(staging / "site"), *map(str, wheels)],
-                       check=True, capture_output=True, timeout=600)
+        pip = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-index",
+                              "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
+                              "--no-compile", "--target", str(staging / "site"),
+                              *map(str, wheels)], capture_output=True, text=True, timeout=600)
+        if pip.returncode != 0:
+            raise InstallError(f"pip could not install the wheels: {pip.stderr.strip()[-500:]}")
         shutil.rmtree(staging / "wheels")
         (staging / "manifest.json").write_bytes(manifest.to_bytes())
         launcher = staging / "bin" / "edgelive"
