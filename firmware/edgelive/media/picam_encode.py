@@ -34,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import importlib
+import logging
 import os
 import queue
 import threading
@@ -56,6 +57,8 @@ from edgelive.media.encode import (
     VideoEncoder,
 )
 from edgelive.media.overlay import draw_status
+
+log = logging.getLogger(__name__)
 
 ENCODER_DEVICE = "/dev/video11"  # the VideoCore H.264 encoder picamera2's H264Encoder opens
 FIRST_KEY_TIMEOUT_S = 3.0
@@ -254,11 +257,14 @@ class PicamVideoEncoder(VideoEncoder):
         if self._on_hardware:  # the camera's frames stop here until it is back
             self._on_hardware = False
             self._discard()
+            self._software.force_keyframe()  # its last frame was long ago
         with self._lock:
             wanted = self._wanted
             if wanted is not None:
                 self._software.request_size(wanted)
-                self.size, self._wanted = wanted, None
+                self.size = wanted
+                if self._camera is None:  # else the camera follows when it is back
+                    self._wanted = None
         started = time.monotonic()
         packets = [self._with_headers(p) for p in self._software.encode(frame, pts_ms)]
         self._count_load(time.monotonic() - started)
@@ -335,14 +341,16 @@ class PicamVideoEncoder(VideoEncoder):
             self._set_control(V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME, 1)
 
     def _set_control(self, control: int, value: int) -> None:
+        """A control on the running codec device. A failure is logged, not raised: the
+        encoder may be restarting (a size change) on the capture thread, and a restart takes
+        the bitrate kept on the encoder object."""
         h264 = self._h264
         if h264 is None or getattr(h264, "vd", None) is None:
             return
         try:
             codec_ioctl(h264.vd, VIDIOC_S_CTRL, V4l2Control(control, value))
-        except OSError as exc:
-            raise VideoEncodeError(f"VideoCore encoder control {control:#x} = {value} "
-                                   f"failed: {exc}") from None
+        except (OSError, ValueError) as exc:
+            log.warning("VideoCore encoder control %#x = %d not taken: %s", control, value, exc)
 
     def _resize(self) -> None:
         """Reconfigure the camera's main stream to the wanted size, restart the encoder."""
