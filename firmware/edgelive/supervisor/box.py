@@ -326,6 +326,9 @@ class Supervisor:
         if self._agent is not None:
             self._agent.state_changed()
 
+    def worker_state(self, kind: str) -> str:
+        return self._slots[kind].state
+
     def mqtt_connection_changed(self, connected: bool) -> None:
         self.indicators.set_flags(mqtt_lost=not connected)
 

@@ -17,12 +17,13 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from edgelive import __version__
-from edgelive.codes import Code, Source
+from edgelive.codes import Code
 from edgelive.config.schema import EdgeliveConfig
 from edgelive.events import Event, EventLog
 from edgelive.policy.probation import Expect, Probation, Signals, Verdict
@@ -62,27 +63,32 @@ class UpdateHost(Protocol):
     def update_state_changed(self) -> None:
         """The `update` block of the state changed: republish it."""
 
+    def worker_state(self, kind: str) -> str:
+        """The pusher's or player's state as the worker last reported it."""
+
 
 class LiveTracker:
-    """Whether the pusher is live (1002) and the player plays (2004), from the events:
-    an error or a restart of that worker ends it."""
+    """Whether the pusher is live (1002 seen, and pushing the camera or the waiting image)
+    and the player plays (2004 seen, and playing). A restart of the worker forgets its
+    begin event; an error that leaves the stream up (a microphone's -1302) does not count."""
 
-    LIVE: ClassVar[dict[Source, Code]] = {Source.PUSHER: Code.PUSH_EVT_PUSH_BEGIN,
-                                          Source.PLAYER: Code.PLAY_EVT_PLAY_BEGIN}
+    BEGIN: ClassVar[dict[str, Code]] = {"pusher": Code.PUSH_EVT_PUSH_BEGIN,
+                                        "player": Code.PLAY_EVT_PLAY_BEGIN}
+    LIVE_STATES: ClassVar[dict[str, frozenset[str]]] = {
+        "pusher": frozenset({"pushing", "waiting"}), "player": frozenset({"playing"})}
 
-    def __init__(self) -> None:
-        self.live = {Source.PUSHER: False, Source.PLAYER: False}
+    def __init__(self, worker_state: Callable[[str], str]) -> None:
+        self._worker_state = worker_state
+        self._began: set[str] = set()
 
     def observe(self, event: Event) -> None:
-        src = Source(event.src) if event.src in (Source.PUSHER, Source.PLAYER) else None
-        if src is not None and event.code == self.LIVE[src]:
-            self.live[src] = True
-        elif src is not None and event.code < 0:
-            self.live[src] = False
+        if event.src in self.BEGIN and event.code == self.BEGIN[event.src]:
+            self._began.add(event.src)
         elif event.code == Code.WORKER_RESTARTED:
-            worker = event.detail.get("worker")
-            if worker in ("pusher", "player"):
-                self.live[Source(worker)] = False
+            self._began.discard(str(event.detail.get("worker")))
+
+    def live(self, kind: str) -> bool:
+        return kind in self._began and self._worker_state(kind) in self.LIVE_STATES[kind]
 
 
 class Updater:
@@ -91,7 +97,7 @@ class Updater:
         self._host = host
         self._state_dir = state_dir
         self.slots = Slots(root) if root is not None else None
-        self.tracker = LiveTracker()
+        self.tracker = LiveTracker(host.worker_state)
         host.events.subscribe(self.tracker.observe)
         self._task: asyncio.Task[None] | None = None
         self._stage = ""  # download, verify, install, switch, probation; "" = idle
@@ -209,8 +215,7 @@ class Updater:
 
     def _expect(self) -> dict[str, bool]:
         return {"mqtt": bool(self._host.config.mqtt.host),
-                "pusher": self.tracker.live[Source.PUSHER],
-                "player": self.tracker.live[Source.PLAYER]}
+                "pusher": self.tracker.live("pusher"), "player": self.tracker.live("player")}
 
     # -- after the switch
 
@@ -223,8 +228,8 @@ class Updater:
         while True:
             decision = policy.decide(Signals(
                 ready=True, mqtt_online=self._host.mqtt_online(),
-                pusher_live=self.tracker.live[Source.PUSHER],
-                player_live=self.tracker.live[Source.PLAYER]), time.monotonic())
+                pusher_live=self.tracker.live("pusher"),
+                player_live=self.tracker.live("player")), time.monotonic())
             if decision.verdict is Verdict.COMMIT:
                 await asyncio.to_thread(self.slots.commit, record)
                 self._host.events.emit(Code.UPDATE_DONE, f"updated to {record.version} "
