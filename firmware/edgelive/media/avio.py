@@ -77,7 +77,6 @@ class AvioWriter:
         self._lib = _libavformat()
         self._abandon = abandon
         self._deadline = time.monotonic() + open_timeout
-        self._closing = False
         self._lock = threading.Lock()  # write and close never overlap
         # Kept on the object: FFmpeg calls it for as long as the context is open.
         self._interrupt = _InterruptCB(_Interrupt(self._interrupted), None)
@@ -89,8 +88,7 @@ class AvioWriter:
 
     def _interrupted(self, _opaque: int | None) -> int:
         deadline = self._deadline
-        return int(self._closing or self._abandon()
-                   or (deadline is not None and time.monotonic() > deadline))
+        return int(self._abandon() or (deadline is not None and time.monotonic() > deadline))
 
     def write(self, data: bytes) -> int:
         with self._lock:
@@ -112,4 +110,3 @@ class AvioWriter:
         with self._lock:
             if self._pb:
                 self._lib.avio_closep(ctypes.byref(self._pb))
-        self._closing = True
