@@ -4,9 +4,9 @@
                                                        ▲ tbf on the box's side: the uplink
 
 Addresses are two /30s inside 10.231.0.0/24 that exist only on these veth pairs, so no
-traffic leaves the machine. The box's namespace sets `net.ipv4.tcp_notsent_lowat` as the
-box's image does (FACTS: without it the kernel queues seconds of video in the socket and
-the pusher sees congestion late). Everything is removed by `close()`, also after a failure.
+traffic leaves the machine. The box's namespace leaves `net.ipv4.tcp_notsent_lowat` unset,
+as on any stock Linux (the pusher sets it on its own socket); `notsent_lowat` sets it as the
+box's image does. Everything is removed by `close()`, also after a failure.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from pathlib import Path
 
 from edgelive.testbed import NginxRtmp
 
-NOTSENT_LOWAT = 16384
-"""What the box image sets: unsent socket data above this makes the socket unwritable."""
 QUEUE_LATENCY_MS = 1000
 """tbf's own queue (the modem's buffer on a real uplink): up to 1 s of the link rate."""
 BURST_BYTES = 16 * 1024
@@ -46,7 +44,8 @@ def _free_block() -> int:
 class ShapedLink:
     """Namespaces, veth pairs, tbf and an nginx-rtmp inside; use as a context manager."""
 
-    def __init__(self, workdir: Path, kbps: int = 1500) -> None:
+    def __init__(self, workdir: Path, kbps: int = 1500,
+                 notsent_lowat: int | None = None) -> None:
         if os.geteuid() != 0:
             raise PermissionError("network namespaces, veth and tc need root")
         base = _free_block()
@@ -60,6 +59,7 @@ class ShapedLink:
         self._workdir = workdir
         self.nginx: NginxRtmp | None = None
         self.kbps = kbps
+        self._notsent_lowat = notsent_lowat
         try:
             self._build()
         except BaseException:
@@ -73,8 +73,9 @@ class ShapedLink:
         self._veth(self._box_if, self.box_ns, self._box_ip,
                    self._server_box_if, self.server_ip)
         self._veth(self._root_if, None, self._root_ip, self._server_root_if, self.reader_ip)
-        sh("ip", "netns", "exec", self.box_ns, "sysctl", "-q", "-w",
-           f"net.ipv4.tcp_notsent_lowat={NOTSENT_LOWAT}")
+        if self._notsent_lowat is not None:
+            sh("ip", "netns", "exec", self.box_ns, "sysctl", "-q", "-w",
+               f"net.ipv4.tcp_notsent_lowat={self._notsent_lowat}")
         self._tbf("add", self.kbps)
         self.nginx = NamespacedNginx(self._workdir / "nginx", self.server_ns, self.reader_ip)
         self.nginx.start()

@@ -37,6 +37,7 @@ from av.codec.context import Flags
 from edgelive.codes import Code
 from edgelive.media.avio import AvioWriter
 from edgelive.media.encode import StreamParams
+from edgelive.media.upstream import TcpReadings, Upstream, UpstreamError
 from edgelive.redact import redact_text
 
 OPEN_TIMEOUT = 10.0
@@ -115,6 +116,7 @@ class RtmpOutput:
         self._params = (video, audio)
         self._container: av.container.OutputContainer | None = None
         self._writer: AvioWriter | None = None
+        self._upstream: Upstream | None = None
         self.video_stream: av.stream.Stream | None = None
         self.audio_stream: av.stream.Stream | None = None
         self._origin: float | None = None
@@ -129,8 +131,12 @@ class RtmpOutput:
             # exceptions when logging is on; Capture keeps those lines off stderr.
             av.logging.set_level(av.logging.ERROR)
         try:
+            # The pusher holds the connection itself (TCP_NOTSENT_LOWAT, TCP_INFO): FFmpeg's
+            # RTMP client publishes through it via a loopback relay.
+            self._upstream = Upstream(url)
+            local_url = self._upstream.connect()
             with av.logging.Capture():
-                self._writer = AvioWriter(url, OPEN_TIMEOUT, abandon)
+                self._writer = AvioWriter(local_url, OPEN_TIMEOUT, abandon)
                 # Interleaving would hold a lone stream's packets for up to 10 s (FFmpeg's
                 # default) when the other stream stalls; live output writes them now, and
                 # each packet goes to the connection as soon as it is muxed.
@@ -140,7 +146,7 @@ class RtmpOutput:
                 self.video_stream = self._add_stream(container, video)
                 self.audio_stream = self._add_stream(container, audio) if audio else None
                 container.start_encoding()
-        except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
+        except (av.FFmpegError, OSError, EOFError, ValueError, UpstreamError) as exc:
             error = classify_open_error(exc, url)
         else:
             self._container = container
@@ -206,6 +212,14 @@ class RtmpOutput:
                 container.close()
         if writer is not None:
             writer.close()
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            upstream.close()
+
+    def readings(self) -> TcpReadings | None:
+        """TCP_INFO of the connection to the server now; None when there is none."""
+        upstream = self._upstream
+        return upstream.readings() if upstream is not None else None
 
 
 @dataclass(frozen=True)
@@ -218,6 +232,8 @@ class SenderStats:
     dropped_frames: int
     jitter_ms: float
     """Spread of the time mux() takes per video packet (seed's netJitter)."""
+    tcp: TcpReadings | None = None
+    """The connection's TCP_INFO at the time of these stats."""
 
 
 class PacketSender:
@@ -330,6 +346,7 @@ class PacketSender:
             backlog_ms=max(0, self._newest_ms - self._oldest_ms) if depth else 0,
             dropped_frames=dropped,
             jitter_ms=round(jitter, 1),
+            tcp=self._output.readings(),
         )
 
     def stop(self) -> None:

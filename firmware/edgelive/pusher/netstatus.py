@@ -10,6 +10,7 @@ from typing import Any
 import psutil
 
 from edgelive.media.rtmp_out import SenderStats
+from edgelive.media.upstream import TcpReadings
 
 
 class RateMeter:
@@ -68,7 +69,18 @@ def netstatus(*, video: RateMeter, audio: RateMeter, gop_s: float,
         "encoder": encoder,
         "queueDepth": sender.queue_depth if sender else 0,
         "backlogMs": sender.backlog_ms if sender else 0,
+        **tcp_keys(sender.tcp if sender else None),
     }
+
+
+def tcp_keys(tcp: TcpReadings | None) -> dict[str, Any]:
+    """The connection's TCP_INFO as the box reports it (zeros while there is none)."""
+    if tcp is None:
+        return {"rttMs": 0, "minRttMs": 0, "unsentBytes": 0, "unackedBytes": 0,
+                "deliveryRate": 0, "retransmits": 0}
+    return {"rttMs": round(tcp.rtt_ms, 1), "minRttMs": round(tcp.min_rtt_ms, 1),
+            "unsentBytes": tcp.unsent_bytes, "unackedBytes": tcp.unacked_bytes,
+            "deliveryRate": round(tcp.delivery_kbps), "retransmits": tcp.retransmits}
 
 
 def debug_lines(status: dict[str, Any]) -> list[str]:

@@ -1,0 +1,104 @@
+"""The push's own connection to the server (media.upstream): rtmps:// through a TLS front,
+and TCP_INFO readings over a tbf-shaped uplink with `tcp_notsent_lowat` unset."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgelive.bench.netlab import ShapedLink
+from edgelive.media.rtmp_out import RtmpOutput
+from edgelive.media.upstream import CHUNK, NOTSENT_LOWAT
+from tests.flvprobe import probe
+from tests.relay import Relay
+from tests.servers import NginxRtmp
+from tests.test_player_e2e import self_signed
+from tests.test_rtmp_out import encoders, push  # noqa: F401  (fixture)
+
+
+def test_rtmps_publishes_through_a_tls_front(nginx: NginxRtmp, encoders,  # noqa: F811
+                                            tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    front = Relay((nginx.host, nginx.port), tls=tls)
+    video, audio = encoders
+    output = RtmpOutput(video.params, audio.params)
+    try:
+        output.open(f"rtmps://127.0.0.1:{front.port}/live/secure")
+        push(output, video, audio, 45)
+        readings = output.readings()
+        output.close()
+    finally:
+        front.close()
+    assert readings is not None and readings.acked_bytes > 10_000, readings
+    result = probe(nginx.recordings("secure")[-1])
+    assert result.stream("video")["codec_name"] == "h264"
+    assert len(nginx.recordings("secure")) == 1
+
+
+PUSH_IN_NAMESPACE = """
+import json, sys, time
+import av, numpy as np
+from edgelive.config.presets import VideoPlan
+from edgelive.media.encode import PyAvVideoEncoder
+from edgelive.media.rtmp_out import RtmpOutput
+print(json.dumps(open("/proc/sys/net/ipv4/tcp_notsent_lowat").read().strip()), flush=True)
+video = PyAvVideoEncoder(VideoPlan(320, 180, 30, 30, 800, 800, True))
+output = RtmpOutput(video.params, None)
+output.open(sys.argv[1])
+rng = np.random.default_rng(1)
+started = last = time.monotonic()
+i = 0
+while time.monotonic() - started < float(sys.argv[2]):
+    noise = rng.integers(0, 255, (270, 320), dtype=np.uint8)  # ~800 kbit/s, past the link
+    for packet in video.encode(av.VideoFrame.from_ndarray(noise, format="yuv420p"), i * 33):
+        output.mux(packet, True)
+    i += 1
+    time.sleep(max(0.0, started + i / 30 - time.monotonic()))
+    if time.monotonic() - last >= 0.5:
+        last = time.monotonic()
+        print(json.dumps(output.readings().__dict__), flush=True)
+output.close()
+"""
+LINK_KBPS = 400
+
+
+@pytest.mark.slow
+@pytest.mark.netns
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for ip netns, veth and tc")
+def test_readings_over_a_shaped_link_without_the_sysctl(tmp_path: Path) -> None:
+    """Pushing twice what a 400 kbit/s link carries: the socket holds little unsent data
+    (the per-socket option does what the sysctl did), and the readings say what the link
+    carries and how long the path takes."""
+    with ShapedLink(tmp_path, kbps=LINK_KBPS) as link:
+        run = subprocess.run(link.box_argv([sys.executable, "-c", PUSH_IN_NAMESPACE,
+                                            link.box_url("readings"), "10"]),
+                             capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    sysctl, readings = lines[0], lines[1:]
+    assert int(sysctl) > 1 << 30, sysctl  # unset: the kernel's default, UINT_MAX
+    assert len(readings) >= 6, readings
+    # The kernel holds at most the low-water mark past what it sends, plus the relay's chunk
+    # (a write may end a little past the mark): not the megabytes it takes by default.
+    assert max(r["unsent_bytes"] for r in readings) <= NOTSENT_LOWAT + 8 * CHUNK, readings
+    late = readings[len(readings) // 3:]
+    seconds = late[-1]["at"] - late[0]["at"]
+    acked_kbps = (late[-1]["acked_bytes"] - late[0]["acked_bytes"]) * 8 / 1000 / seconds
+    assert 0.7 * LINK_KBPS <= acked_kbps <= 1.05 * LINK_KBPS, (acked_kbps, readings)
+    delivery = statistics.median(r["delivery_kbps"] for r in late)
+    assert 0.5 * LINK_KBPS <= delivery <= 1.5 * LINK_KBPS, (delivery, readings)
+    for r in late:
+        assert 0 < r["min_rtt_ms"] <= r["rtt_ms"] < 3000, r
+    # what FFmpeg handed the relay is the media plus its framing: a few % more
+    relayed = late[-1]["relayed_bytes"] - late[0]["relayed_bytes"]
+    assert relayed * 8 / 1000 / seconds <= 1.3 * LINK_KBPS, readings
