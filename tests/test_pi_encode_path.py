@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import sys
 import time
 from types import ModuleType
 from typing import Any
@@ -20,12 +21,14 @@ from edgelive.codes import Code, Source
 from edgelive.config.presets import VideoPlan
 from edgelive.config.schema import PusherConfig
 from edgelive.events import EventLog
+from edgelive.hw.camera import is_pi_camera
 from edgelive.media import picam_encode
 from edgelive.media.picam_encode import V4L2_CID_MPEG_VIDEO_BITRATE, PicamVideoEncoder
 from edgelive.media.rtmp_out import PacketSender, RtmpOutput, SenderStats
 from edgelive.pusher import Pusher
 from edgelive.pusher.adapt import Adapter
 from edgelive.testbed import NginxRtmp
+from tests.fakes import picamera2 as fake_picamera2
 from tests.flvprobe import probe
 from tests.test_picam_encode import frames_of, pi  # noqa: F401  (pi: the fixture)
 from tests.test_pusher_reconnect import BASE, Recorder, in_order
@@ -192,3 +195,13 @@ def test_bitrate_adaptation_drives_the_hardware_encoder(pi: ModuleType,  # noqa:
     assert rate[1] < 0.6 * rate[0], rate
     sizes = [(w, h) for w, h, _, _ in frames_of(recording)]
     assert sizes[0] == (640, 360) and sizes[-1][0] < 640  # one session, a smaller picture
+
+
+def test_the_pi_camera_is_recognised_before_it_is_opened(pi: ModuleType,  # noqa: F811
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What chooses picamera2's encoder: the source is the Pi camera, or `auto` and
+    picamera2 sees one."""
+    assert is_pi_camera("picamera2") and is_pi_camera("auto")
+    assert not is_pi_camera("testsrc") and not is_pi_camera("/dev/video0")
+    monkeypatch.setitem(sys.modules, "picamera2", fake_picamera2.make_module(models=()))
+    assert not is_pi_camera("auto")

@@ -27,7 +27,7 @@ from edgelive.codes import Code
 from edgelive.config.presets import AudioPlan, VideoPlan, audio_plan, video_plan
 from edgelive.config.schema import PusherConfig
 from edgelive.events import EventLog, now_ms
-from edgelive.hw.camera import CameraError, FrameSource, UnsupportedResolution
+from edgelive.hw.camera import CameraError, FrameSource, UnsupportedResolution, check_size
 from edgelive.media.encode import AudioEncoder, EncoderError, VideoEncoder, open_video_encoder
 from edgelive.media.jpeg import encode_jpeg
 from edgelive.media.overlay import draw_status
@@ -224,6 +224,11 @@ class Pusher:
 
     def _capture(self) -> None:
         plan = self.video
+        try:
+            check_size(plan.width, plan.height)  # before an encoder refuses it as 1303
+        except UnsupportedResolution as exc:
+            self._unsupported(exc)
+            return
         encoder = self._open_encoder()  # first: a Pi camera opened next feeds it itself
         if encoder is None:
             return
@@ -232,8 +237,7 @@ class Pusher:
             try:
                 self.scene.start(plan)
             except UnsupportedResolution as exc:
-                self._fail(Code.PUSH_ERR_UNSUPPORTED_RESOLUTION, str(exc),
-                           source=self.config.source, width=plan.width, height=plan.height)
+                self._unsupported(exc)
                 return
             try:
                 self._adapter = Adapter(encoder, self.video, self.events,
@@ -249,6 +253,11 @@ class Pusher:
                 self._encode_loop(encoder, self._link)
             except EncoderError as exc:
                 self._fail(exc.code, str(exc))
+
+    def _unsupported(self, exc: UnsupportedResolution) -> None:
+        plan = self.video
+        self._fail(Code.PUSH_ERR_UNSUPPORTED_RESOLUTION, str(exc), source=self.config.source,
+                   width=plan.width, height=plan.height)
 
     def _camera(self, spec: str, **kwargs: Any) -> FrameSource:
         """Open a camera; the Pi camera's buffers go to picamera2's encoder when that is the
