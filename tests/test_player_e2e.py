@@ -260,6 +260,14 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def assert_certificate_refused(msg: str, trusted: str) -> None:
+    """The message says the certificate was refused, the TLS library's reason, and what it
+    was checked against, not FFmpeg's bare "Input/output error"."""
+    assert "certificate was refused: Peer certificate failed verification" in msg, msg
+    assert f"checked against {trusted} for localhost" in msg, msg
+    assert "Input/output error" not in msg, msg
+
+
 def test_https_flv_plays_with_its_certificate_trusted_and_refuses_it_otherwise(
         tmp_path: Path, players: list[PlayerThread]) -> None:
     tls = self_signed(tmp_path)
@@ -268,10 +276,11 @@ def test_https_flv_plays_with_its_certificate_trusted_and_refuses_it_otherwise(
     server = ffmpeg_http_flv(port, tls=tls)
     try:  # the system's CAs do not vouch for a self-signed certificate
         refused = play(players, url, reconnect={"attempts": 1, "first-delay": 1})
-        refused.wait_for(Code.PLAY_WARNING_RECONNECT)
+        warning = refused.wait_for(Code.PLAY_WARNING_RECONNECT)
     finally:
         stop(server)
     assert Code.PLAY_EVT_CONNECT_SUCC not in refused.codes()
+    assert_certificate_refused(warning.msg, "the system's CAs")
     frames: list[np.ndarray] = []
     server = ffmpeg_http_flv(port, tls=tls)
     try:
@@ -295,9 +304,18 @@ def test_rtmps_through_a_tls_front_verifies_the_certificate(
         refused = play(players, url, reconnect={"attempts": 1, "first-delay": 1})
         trusted = play(players, url, ca_file=str(cert))
         trusted.wait_for(Code.PLAY_EVT_PLAY_BEGIN)
-        refused.wait_for(Code.PLAY_WARNING_RECONNECT)
+        warning = refused.wait_for(Code.PLAY_WARNING_RECONNECT)
         assert refused.codes()[0] == Code.WARNING_SHAKE_FAIL  # TLS is part of the handshake
         assert Code.PLAY_EVT_CONNECT_SUCC not in refused.codes()
+        assert_certificate_refused(refused.events[0].msg, "the system's CAs")
+        assert_certificate_refused(warning.msg, "the system's CAs")
+        # a ca-file that does not hold the server's certificate is named in the reason
+        (tmp_path / "other").mkdir()
+        other, _ = self_signed(tmp_path / "other")
+        wrong = play(players, url, ca_file=str(other),
+                     reconnect={"attempts": 1, "first-delay": 1})
+        assert_certificate_refused(wrong.wait_for(Code.PLAY_WARNING_RECONNECT).msg,
+                                   str(other))
     finally:
         stop(pusher)
         front.close()

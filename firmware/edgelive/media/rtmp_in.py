@@ -8,11 +8,20 @@ an RTMP stream shows as silence on a live connection (a read timeout), while a s
 goes away shows as an I/O error; HTTP-FLV has no end message at all. An https:// or
 rtmps:// server's certificate and host name are verified against the system's CAs or the
 player's `ca-file`.
+
+FFmpeg's FLV demuxer creates a track when its first packet arrives, so a player that opens
+a stream before the publisher's first sound reaches the server finds no audio track. PyAV
+knows only the tracks found by the open and silently drops the packets of any later one, so
+while a track is missing the demuxer is asked now and then what it has (its own format
+description); when the track has appeared, the input asks to be opened again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +29,7 @@ from urllib.parse import urlsplit
 
 import av
 import av.container
+import av.logging
 
 from edgelive.codes import Code
 from edgelive.redact import redact_url
@@ -28,6 +38,12 @@ PROBE_BYTES = 2048
 LATE_VIDEO_PROBE_BYTES = 131072
 """FFmpeg stops probing once an FLV stream has both tracks, so a large probe only costs
 time when video is missing, and PyAV cannot see a track found after the open."""
+RENEW_PROBE_BYTES = 16384
+"""Probe of a connection opened again for a late track: both tracks flow by now, but the
+server may send a key frame larger than PROBE_BYTES before the first sound."""
+LATE_TRACK_LOOK = 0.5
+"""Seconds between looks for a track the demuxer found after the open."""
+_TRACK_LINE = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio):", re.MULTILINE)
 OPEN_TIMEOUT = 5.0
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 """Debian's and Raspberry Pi OS's bundle of trusted CAs."""
@@ -54,11 +70,14 @@ def open_options(url: str, probe_bytes: int = PROBE_BYTES,
 class InputError(Exception):
     """Opening or reading failed; `code` is the warning to emit (or 0 for none)."""
 
-    def __init__(self, code: int, reason: str, *, ended: bool = False) -> None:
+    def __init__(self, code: int, reason: str, *, ended: bool = False,
+                 renew: bool = False) -> None:
         super().__init__(reason)
         self.code = code
         self.ended = ended
         """True when the publisher stopped cleanly (RTMP PLAY_END), not a failure."""
+        self.renew = renew
+        """True when a track began after the open: open again to play it (not a failure)."""
 
 
 def classify_open_error(url: str, exc: BaseException) -> int:
@@ -86,14 +105,65 @@ class ArrivedPacket:
     is_key: bool
 
 
+_log_lock = threading.Lock()
+_log_listeners = 0
+_log_level_before: int | None = None
+
+
+@contextlib.contextmanager
+def ffmpeg_log() -> Iterator[list[tuple[int, str, str]]]:
+    """The lines FFmpeg logs on this thread meanwhile (level, name, text), down to INFO.
+
+    PyAV passes nothing on while its logging is off (its default), so it is on at INFO
+    while any thread listens (the main and picture-in-picture feeds may overlap); what
+    other threads log in the meantime goes to Python's `libav` loggers.
+    """
+    global _log_listeners, _log_level_before
+    with _log_lock:
+        if _log_listeners == 0:
+            _log_level_before = av.logging.get_level()
+            if _log_level_before is None or _log_level_before < av.logging.INFO:
+                av.logging.set_level(av.logging.INFO)
+        _log_listeners += 1
+    try:
+        with av.logging.Capture() as logs:
+            yield logs
+    finally:
+        with _log_lock:
+            _log_listeners -= 1
+            if _log_listeners == 0:
+                av.logging.set_level(_log_level_before)
+
+
+def demuxer_tracks(container: av.container.InputContainer) -> set[str]:
+    """The kinds of track (video, audio) FFmpeg's demuxer has now, also those found after
+    the open, which PyAV does not show: from its format description."""
+    with ffmpeg_log():
+        description = container.dumps_format()
+    return {kind.lower() for kind in _TRACK_LINE.findall(description)}
+
+
+def tls_refusal(logs: list[tuple[int, str, str]]) -> str | None:
+    """The TLS library's reason for failing, from FFmpeg's log ("Peer certificate failed
+    verification"), or None when TLS was not what failed."""
+    for level, name, text in logs:
+        if name == "tls" and level <= av.logging.ERROR:
+            return text.strip()
+    return None
+
+
 class StreamInput:
     """One connection to a stream: open, then iterate packets until it ends or fails."""
 
     def __init__(self, url: str, open_timeout: float = OPEN_TIMEOUT,
-                 read_timeout: float = READ_TIMEOUT, ca_file: str = "") -> None:
+                 read_timeout: float = READ_TIMEOUT, ca_file: str = "", *,
+                 renewed: bool = False) -> None:
         self.url = url
         self._ca_file = ca_file
         self._timeouts = (open_timeout, read_timeout)
+        self._renewed = renewed
+        """This connection replaces one that found a track late: it probes a little more,
+        and looks for no more tracks (the server's stream does not flip-flop)."""
         self.container: av.container.InputContainer | None = None
         self.video: av.VideoStream | None = None
         self.audio: av.AudioStream | None = None
@@ -101,17 +171,29 @@ class StreamInput:
     def open(self) -> None:
         """Connect and probe; when only sound was found in the first bytes (a server that
         starts video at the next key frame), probe again until the video track shows up."""
-        try:
-            self.container = av.open(self.url, timeout=self._timeouts,
-                                     options=open_options(self.url, ca_file=self._ca_file))
-            if not self.container.streams.video and self.container.streams.audio:
-                self.container.close()
+        probe = RENEW_PROBE_BYTES if self._renewed else PROBE_BYTES
+        with ffmpeg_log() as logs:
+            try:
                 self.container = av.open(self.url, timeout=self._timeouts,
-                                         options=open_options(self.url, LATE_VIDEO_PROBE_BYTES,
-                                                              self._ca_file))
-        except (OSError, av.FFmpegError) as exc:
-            code = classify_open_error(self.url, exc)
-            raise InputError(code, f"open {redact_url(self.url)}: {exc}") from None
+                                         options=open_options(self.url, probe, self._ca_file))
+                if not self.container.streams.video and self.container.streams.audio:
+                    self.container.close()
+                    self.container = av.open(
+                        self.url, timeout=self._timeouts,
+                        options=open_options(self.url, LATE_VIDEO_PROBE_BYTES, self._ca_file))
+            except (OSError, av.FFmpegError) as exc:
+                code, reason = classify_open_error(self.url, exc), str(exc)
+            else:
+                return
+        refusal = tls_refusal(logs)
+        if refusal is not None:
+            # FFmpeg's own error is a bare "Input/output error"
+            trusted = self._ca_file or "the system's CAs"
+            what = "certificate was refused" if "certificate" in refusal.lower() \
+                else "TLS handshake failed"
+            reason = (f"the server's {what}: {refusal} (checked against {trusted} for "
+                      f"{urlsplit(self.url).hostname})")
+        raise InputError(code, f"open {redact_url(self.url)}: {reason}")
 
     def packets(self) -> Iterator[ArrivedPacket]:
         """Packets as they arrive; raises InputError when the stream stops.
@@ -124,11 +206,19 @@ class StreamInput:
         # packet costs more than the rest of this loop.
         kinds: dict[int, tuple[float, bool]] = {}
         clock = time.monotonic
+        missing = set() if self._renewed else \
+            {"video", "audio"} - {s.type for s in self.container.streams}
+        next_look = clock() + LATE_TRACK_LOOK if missing else float("inf")
         try:
             for packet in self.container.demux():
                 size, pts = packet.size, packet.pts
                 if size == 0 or pts is None:
                     continue
+                if missing and next_look <= (now := clock()):
+                    next_look = now + LATE_TRACK_LOOK
+                    if found := missing & demuxer_tracks(self.container):
+                        raise InputError(0, f"{' and '.join(sorted(found))} began after the"
+                                         " open", renew=True)
                 stream = packet.stream
                 known = kinds.get(stream.index)
                 if known is None:

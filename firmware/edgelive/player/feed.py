@@ -5,7 +5,9 @@ Connection events come from here: 2001 when a connection opens, 2002 on its firs
 fast reconnect attempts, then -2301 and PLAY_RETRY_SCHEDULED with growing backoff
 (policy/reconnect.py); before each 2103, 3001/3002/3003 for RTMP only, as in the seed.
 Packets go to a bounded queue the render loop drains; a new connection is announced in the
-queue as a `Session` so decoding restarts cleanly.
+queue as a `Session` so decoding restarts cleanly. A connection that finds a track late
+(sound that began after the open) is replaced at once by one that has it, with no events:
+it is the same stream playing on.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Session:
 
     id: int
     input: StreamInput | None
+    continues: bool = False
+    """It replaces a connection to the same stream that lacked a track: no new start."""
 
 
 class Feed:
@@ -115,19 +119,24 @@ class Feed:
     def _run(self) -> None:
         self._ended = False
         self.state = "connecting"
+        renewing = False
         while not self._stop.is_set():
-            stream = StreamInput(self.url, ca_file=self._ca_file)
+            stream = StreamInput(self.url, ca_file=self._ca_file, renewed=renewing)
             try:
                 stream.open()
             except InputError as exc:
+                renewing = False
                 if not self._failed(exc):
                     return
                 continue
             try:
-                if not self._ended:
+                if not self._ended and not renewing:
                     self._emit(Code.PLAY_EVT_CONNECT_SUCC, f"connected to {redact_url(self.url)}")
-                self._read(stream, connect_pending=self._ended)
+                self._read(stream, connect_pending=self._ended, renewing=renewing)
             except InputError as exc:
+                renewing = exc.renew
+                if renewing:
+                    continue
                 if exc.ended:
                     if not self._ended:
                         self._emit(Code.PLAY_EVT_PLAY_END, "the stream ended")
@@ -143,9 +152,10 @@ class Feed:
             finally:
                 stream.close()
 
-    def _read(self, stream: StreamInput, connect_pending: bool) -> None:
-        """Queue packets; `connect_pending`: 2001 was held back (waiting for a publisher)."""
-        first_packet, first_key = True, True
+    def _read(self, stream: StreamInput, connect_pending: bool, renewing: bool) -> None:
+        """Queue packets; `connect_pending`: 2001 was held back (waiting for a publisher);
+        `renewing`: the stream plays on, its start was announced already."""
+        first_packet, first_key = True, not renewing
         last_video = 0.0
         for arrived in stream.packets():
             if self._stop.is_set():
@@ -155,10 +165,11 @@ class Feed:
                 self._policy.success()
                 self._ended = False
                 self.state = "playing"
-                self._put(Session(next(_session_ids), stream))
+                self._put(Session(next(_session_ids), stream, continues=renewing))
                 if connect_pending:
                     self._emit(Code.PLAY_EVT_CONNECT_SUCC, f"connected to {redact_url(self.url)}")
-                self._emit(Code.PLAY_EVT_RTMP_STREAM_BEGIN, "stream begins")
+                if not renewing:
+                    self._emit(Code.PLAY_EVT_RTMP_STREAM_BEGIN, "stream begins")
             if first_key and arrived.is_key:
                 first_key = False
                 self._emit(Code.PLAY_EVT_RCV_FIRST_I_FRAME, "first key frame received")

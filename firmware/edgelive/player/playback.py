@@ -81,7 +81,8 @@ class Playback:
         self._audio_dec: AudioDecoder | None = None
         self._video.clear()
         self._audio.clear()
-        self._restart_timeline(announce=True)
+        # a connection that replaced one lacking a track plays on: no second 2004
+        self._restart_timeline(announce=session is None or not session.continues)
         self._last_video_pts: float | None = None
         self._frame_interval = 0.04
         self._lag = LagMonitor(self._now)
