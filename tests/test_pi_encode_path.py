@@ -46,6 +46,16 @@ def pi_pusher(url: str, **overrides: Any) -> tuple[Pusher, Recorder, list[dict[s
     return Pusher(config, events, statuses.append, hardware_available=True), recorder, statuses
 
 
+def push_for(pusher: Pusher, rec: Recorder, seconds: float) -> None:
+    """Start, wait until publishing, push `seconds` more, stop."""
+    pusher.start()
+    try:
+        rec.wait_for(Code.PUSH_EVT_PUSH_BEGIN)
+        time.sleep(seconds)
+    finally:
+        pusher.stop()
+
+
 def camera_of(module: ModuleType) -> Any:
     (camera,) = module.Picamera2.instances
     return camera
@@ -93,12 +103,7 @@ def test_auto_streams_from_picamera2s_encoder_with_waiting_image_and_snapshot(
 def test_debug_overlay_is_drawn_in_the_camera_buffer(pi: ModuleType,  # noqa: F811
                                                      nginx: NginxRtmp) -> None:
     pusher, rec, _ = pi_pusher(nginx.url("pidbg"), debug=True)
-    pusher.start()
-    try:
-        rec.wait_for(Code.PUSH_EVT_PUSH_BEGIN)
-        time.sleep(3.0)
-    finally:
-        pusher.stop()
+    push_for(pusher, rec, 3.0)
     assert camera_of(pi).captures == 0
     marked = []
     with av.open(str(nginx.recordings("pidbg")[-1])) as container:
@@ -114,12 +119,7 @@ def test_hardware_chain_reports_each_step_with_1103(pi: ModuleType, nginx: Nginx
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(picam_encode, "ENCODER_DEVICE", "/nonexistent/video11")
     pusher, rec, statuses = pi_pusher(nginx.url("pisw"), encoder="hardware")
-    pusher.start()
-    try:
-        rec.wait_for(Code.PUSH_EVT_PUSH_BEGIN)
-        time.sleep(1.5)
-    finally:
-        pusher.stop()
+    push_for(pusher, rec, 1.5)
     fell = [e for e in rec.events if e.code == Code.PUSH_WARNING_HW_ACCELERATION_FAIL]
     assert len(fell) == 2
     assert "/nonexistent/video11" in fell[0].msg and "h264_v4l2m2m" in fell[1].msg
