@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -216,4 +217,20 @@ def test_alsa_errors_can_be_silenced_in_every_alsa_lib_of_the_process() -> None:
     run = subprocess.run([sys.executable, "-c", probe_script], capture_output=True,
                          text=True, timeout=30, env={**os.environ, "SDL_AUDIODRIVER": "alsa"})
     assert run.stdout.strip() == "0", run  # no default device: SDL says so
+    assert "ALSA lib" not in run.stderr, run.stderr
+
+
+def test_play_on_a_machine_without_a_sound_card_says_so_once_and_no_alsa_noise() -> None:
+    """The player's speaker (SDL on the system's alsa-lib) is the demo's other source of
+    `ALSA lib …` lines: one -6026 event says there is no sound, and stderr stays clean."""
+    if sound_cards():
+        pytest.skip("this machine has a sound card")
+    run = subprocess.run(
+        [sys.executable, "-m", "edgelive", "play", "rtmp://127.0.0.1:1/live/none",
+         "--sink", "offscreen", "--duration", "2"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SDL_VIDEODRIVER": "offscreen", "SDL_AUDIODRIVER": "alsa"})
+    events = [json.loads(line) for line in run.stdout.splitlines()
+              if line.startswith("{") and '"type":"event"' in line]
+    assert [e["code"] for e in events].count(Code.AUDIO_DEVICE_FAIL) == 1, run.stdout
     assert "ALSA lib" not in run.stderr, run.stderr

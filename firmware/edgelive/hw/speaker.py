@@ -13,6 +13,8 @@ import ctypes
 
 import numpy as np
 
+from edgelive.hw.audio import silence_alsa_errors
+
 RATE = 48000
 CHANNELS = 2
 _DEVICE_HINTS = {"speaker": ("hdmi",), "ear": ("headphone", "jack", "analog")}
@@ -34,6 +36,7 @@ class Speaker:
         import sdl2
 
         self._sdl = sdl2
+        silence_alsa_errors()  # a box without a sound card says so once (-6026), not ten times
         if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_AUDIO) != 0:
             raise RuntimeError(f"SDL audio: {sdl2.SDL_GetError().decode()}")
         names = [sdl2.SDL_GetAudioDeviceName(i, 0).decode(errors="replace")
