@@ -26,9 +26,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from edgelive.update.bundle import Manifest, extract_wheels
+if TYPE_CHECKING:  # the guard runs before every start: no cryptography import for it
+    from edgelive.update.bundle import Manifest
 
 MAX_STARTS = 3
 """Starts of a release on probation before the guard rolls it back: a crash at start, a
@@ -122,6 +123,8 @@ class Slots:
     def install(self, bundle: Path, manifest: Manifest, python: str = sys.executable) -> Path:
         """The verified bundle unpacked into releases/<version>; the running and the good
         release are never touched (installing over them is refused)."""
+        from edgelive.update.bundle import extract_wheels
+
         version = manifest.version
         if version in (self.current(), self.good()):
             raise ValueError(f"release {version} is already installed and in use")
