@@ -23,6 +23,7 @@ from edgelive.config.store import ConfigStore
 from edgelive.fleet.operator import FleetOperator
 from edgelive.fleet.session import SessionSettings
 from edgelive.hw.board import detect_board
+from edgelive.hw.health import GET_THROTTLED
 from edgelive.supervisor import Supervisor
 from tests.servers import Mosquitto
 from tests.test_fleet_agent import Probe
@@ -86,7 +87,7 @@ async def wait_event(events: list[dict], match: Callable[[dict], bool],
 def test_health_codes_set_and_clear_with_telemetry_state_leds_and_ha(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
     root = fake_pi(tmp_path / "sysfs", temp="52500", throttled="0")
-    throttled = root / "sys/devices/platform/soc/soc:firmware/get_throttled"
+    throttled = root / GET_THROTTLED
 
     async def scenario() -> None:
         health = {"health": {"interval": 1, "clear-after": 2}}

@@ -27,7 +27,7 @@ Cached:           526044 kB
 
 
 def fake_pi(root: Path, temp: str | None = "54768", throttled: str | None = "0",
-            meminfo: str | None = MEMINFO_PI4, throttled_path: str = GET_THROTTLED[0]) -> Path:
+            meminfo: str | None = MEMINFO_PI4, throttled_path: str = GET_THROTTLED) -> Path:
     for relative, text in ((THERMAL_ZONE, temp), (throttled_path, throttled),
                            (MEMINFO, meminfo)):
         if text is not None:
@@ -68,9 +68,11 @@ def test_throttle_bits(tmp_path: Path, text: str, now: bool, under_voltage: bool
                                   | Throttled.THROTTLED_OCCURRED)
 
 
-def test_pi5_firmware_node_and_missing_sources(tmp_path: Path) -> None:
-    pi5 = fake_pi(tmp_path / "pi5", throttled="8", throttled_path=GET_THROTTLED[1])
-    assert HealthReader(tmp_path, pi5).read().throttled == Throttled.SOFT_TEMP_LIMIT
+def test_firmware_node_elsewhere_and_missing_sources(tmp_path: Path) -> None:
+    # a device tree with the firmware node under another bus: found through its driver
+    other = fake_pi(tmp_path / "other", throttled="8", throttled_path="sys/bus/platform/"
+                    "drivers/raspberrypi-firmware/axi:firmware/get_throttled")
+    assert HealthReader(tmp_path, other).read().throttled == Throttled.SOFT_TEMP_LIMIT
     # QEMU or a container: no thermal zone, no Pi firmware, no meminfo in the tree
     bare = HealthReader(tmp_path / "absent-state-dir", tmp_path / "empty").read()
     assert (bare.soc_temp_c, bare.throttled, bare.mem_available_bytes) == (None, None, None)

@@ -27,9 +27,10 @@ from pathlib import Path
 from edgelive.policy.health import Sample
 
 THERMAL_ZONE = "sys/class/thermal/thermal_zone0/temp"
-GET_THROTTLED = ("sys/devices/platform/soc/soc:firmware/get_throttled",
-                 # Pi 5 / CM5 device trees put the firmware node under `axi`
-                 "sys/devices/platform/axi/axi:firmware/get_throttled")
+GET_THROTTLED = "sys/devices/platform/soc/soc:firmware/get_throttled"
+# Wherever a board's device tree puts the firmware node, the driver ("raspberrypi-firmware"
+# in the same source) links its device here.
+GET_THROTTLED_ANY = "sys/bus/platform/drivers/raspberrypi-firmware/*/get_throttled"
 MEMINFO = "proc/meminfo"
 
 
@@ -120,8 +121,9 @@ class HealthReader:
             return None
 
     def _throttled(self) -> int | None:
-        for relative in GET_THROTTLED:
-            text = _read(self.root / relative)
+        paths = [self.root / GET_THROTTLED, *sorted(self.root.glob(GET_THROTTLED_ANY))]
+        for path in paths:
+            text = _read(path)
             if text is not None:
                 try:
                     return int(text.removeprefix("0x"), 16)
