@@ -13,7 +13,8 @@ FFmpeg's FLV demuxer creates a track when its first packet arrives, so a player 
 a stream before the publisher's first sound reaches the server finds no audio track. PyAV
 knows only the tracks found by the open and silently drops the packets of any later one, so
 while a track is missing the demuxer is asked now and then what it has (its own format
-description); when the track has appeared, the input asks to be opened again.
+description); when the track has appeared, `late_tracks` says so and the caller opens a
+second connection, which has it, to take over.
 """
 
 from __future__ import annotations
@@ -70,14 +71,11 @@ def open_options(url: str, probe_bytes: int = PROBE_BYTES,
 class InputError(Exception):
     """Opening or reading failed; `code` is the warning to emit (or 0 for none)."""
 
-    def __init__(self, code: int, reason: str, *, ended: bool = False,
-                 renew: bool = False) -> None:
+    def __init__(self, code: int, reason: str, *, ended: bool = False) -> None:
         super().__init__(reason)
         self.code = code
         self.ended = ended
         """True when the publisher stopped cleanly (RTMP PLAY_END), not a failure."""
-        self.renew = renew
-        """True when a track began after the open: open again to play it (not a failure)."""
 
 
 def classify_open_error(url: str, exc: BaseException) -> int:
@@ -167,6 +165,9 @@ class StreamInput:
         self.container: av.container.InputContainer | None = None
         self.video: av.VideoStream | None = None
         self.audio: av.AudioStream | None = None
+        self.late_tracks: set[str] = set()
+        """{"audio"} (or "video") once the demuxer found that track after the open: this
+        connection never delivers it, a new one would."""
 
     def open(self) -> None:
         """Connect and probe; when only sound was found in the first bytes (a server that
@@ -195,6 +196,11 @@ class StreamInput:
                       f"{urlsplit(self.url).hostname})")
         raise InputError(code, f"open {redact_url(self.url)}: {reason}")
 
+    def tracks(self) -> set[str]:
+        """The kinds of track PyAV shows of this connection (none before the open)."""
+        return set() if self.container is None else \
+            {s.type for s in self.container.streams} & {"video", "audio"}
+
     def packets(self) -> Iterator[ArrivedPacket]:
         """Packets as they arrive; raises InputError when the stream stops.
 
@@ -206,8 +212,7 @@ class StreamInput:
         # packet costs more than the rest of this loop.
         kinds: dict[int, tuple[float, bool]] = {}
         clock = time.monotonic
-        missing = set() if self._renewed else \
-            {"video", "audio"} - {s.type for s in self.container.streams}
+        missing = set() if self._renewed else {"video", "audio"} - self.tracks()
         next_look = clock() + LATE_TRACK_LOOK if missing else float("inf")
         try:
             for packet in self.container.demux():
@@ -217,8 +222,7 @@ class StreamInput:
                 if missing and next_look <= (now := clock()):
                     next_look = now + LATE_TRACK_LOOK
                     if found := missing & demuxer_tracks(self.container):
-                        raise InputError(0, f"{' and '.join(sorted(found))} began after the"
-                                         " open", renew=True)
+                        self.late_tracks, missing = found, set()
                 stream = packet.stream
                 known = kinds.get(stream.index)
                 if known is None:

@@ -6,8 +6,8 @@ fast reconnect attempts, then -2301 and PLAY_RETRY_SCHEDULED with growing backof
 (policy/reconnect.py); before each 2103, 3001/3002/3003 for RTMP only, as in the seed.
 Packets go to a bounded queue the render loop drains; a new connection is announced in the
 queue as a `Session` so decoding restarts cleanly. A connection that finds a track late
-(sound that began after the open) is replaced at once by one that has it, with no events:
-it is the same stream playing on.
+(sound that began after the open) is replaced by one that has it, opened beside it so the
+pictures flow meanwhile, with no events: it is the same stream playing on.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from edgelive.redact import redact_url
 
 MAX_QUEUED = 4000
 """Packets kept at most (minutes of a low-rate stream); the oldest go first beyond it."""
+RETAKE_DELAY = 2.0
+"""Wait after a replacement connection failed or lacked the late track before the next."""
 END_POLL = 1.0
 """Pause between looks for a new publisher after an RTMP stream ended."""
 SPARSE_VIDEO = 0.1
@@ -33,6 +35,43 @@ SPARSE_VIDEO = 0.1
 it is taken with the next picture, so the loop wakes once per picture."""
 
 _session_ids = itertools.count(1)
+
+
+class Replacement:
+    """A second connection to the same stream, opened in its own thread while the first
+    plays on; `input` once `ready` is set (None if the open failed or the connection lacks
+    one of the `wanted` tracks too)."""
+
+    def __init__(self, url: str, ca_file: str, wanted: set[str]) -> None:
+        self._opening = StreamInput(url, ca_file=ca_file, renewed=True)
+        self._wanted = wanted
+        self.input: StreamInput | None = None
+        self.ready = threading.Event()
+        self._lock = threading.Lock()
+        self._discarded = False
+        threading.Thread(target=self._open, name="feed-replacement", daemon=True).start()
+
+    def _open(self) -> None:
+        stream = self._opening
+        try:
+            stream.open()
+            usable = self._wanted <= stream.tracks()
+        except InputError:
+            usable = False
+        with self._lock:
+            if usable and not self._discarded:
+                self.input = stream
+            else:
+                stream.close()
+        self.ready.set()
+
+    def discard(self) -> None:
+        """Not wanted (any more): closed now, or as soon as its open ends."""
+        with self._lock:
+            self._discarded = True
+            stream, self.input = self.input, None
+        if stream is not None:
+            stream.close()
 
 
 @dataclass(frozen=True)
@@ -119,24 +158,23 @@ class Feed:
     def _run(self) -> None:
         self._ended = False
         self.state = "connecting"
-        renewing = False
+        taken_over: StreamInput | None = None
         while not self._stop.is_set():
-            stream = StreamInput(self.url, ca_file=self._ca_file, renewed=renewing)
-            try:
-                stream.open()
-            except InputError as exc:
-                renewing = False
-                if not self._failed(exc):
-                    return
-                continue
+            renewing = taken_over is not None
+            stream = taken_over or StreamInput(self.url, ca_file=self._ca_file)
+            taken_over = None
+            if not renewing:
+                try:
+                    stream.open()
+                except InputError as exc:
+                    if not self._failed(exc):
+                        return
+                    continue
             try:
                 if not self._ended and not renewing:
                     self._emit(Code.PLAY_EVT_CONNECT_SUCC, f"connected to {redact_url(self.url)}")
-                self._read(stream, connect_pending=self._ended, renewing=renewing)
+                taken_over = self._read(stream, connect_pending=self._ended, renewing=renewing)
             except InputError as exc:
-                renewing = exc.renew
-                if renewing:
-                    continue
                 if exc.ended:
                     if not self._ended:
                         self._emit(Code.PLAY_EVT_PLAY_END, "the stream ended")
@@ -151,35 +189,54 @@ class Feed:
                     return
             finally:
                 stream.close()
+        if taken_over is not None:  # stopped just as it took over
+            taken_over.close()
 
-    def _read(self, stream: StreamInput, connect_pending: bool, renewing: bool) -> None:
+    def _read(self, stream: StreamInput, connect_pending: bool,
+              renewing: bool) -> StreamInput | None:
         """Queue packets; `connect_pending`: 2001 was held back (waiting for a publisher);
-        `renewing`: the stream plays on, its start was announced already."""
+        `renewing`: the stream plays on, its start was announced already. Returns the
+        connection that takes over when this one lacks a track that began late."""
         first_packet, first_key = True, not renewing
         last_video = 0.0
-        for arrived in stream.packets():
-            if self._stop.is_set():
-                return
-            if first_packet:
-                first_packet = False
-                self._policy.success()
-                self._ended = False
-                self.state = "playing"
-                self._put(Session(next(_session_ids), stream, continues=renewing))
-                if connect_pending:
-                    self._emit(Code.PLAY_EVT_CONNECT_SUCC, f"connected to {redact_url(self.url)}")
-                if not renewing:
-                    self._emit(Code.PLAY_EVT_RTMP_STREAM_BEGIN, "stream begins")
-            if first_key and arrived.is_key:
-                first_key = False
-                self._emit(Code.PLAY_EVT_RCV_FIRST_I_FRAME, "first key frame received")
-            self.bytes_received += arrived.packet.size
-            if arrived.is_video:
-                last_video = arrived.arrived
-                self._put(arrived, self._wake_on_video)
-            else:
-                self._put(arrived, self.wake_on_audio
-                          and arrived.arrived - last_video > SPARSE_VIDEO)
+        replacement: Replacement | None = None
+        retry_at = 0.0
+        try:
+            for arrived in stream.packets():
+                if self._stop.is_set():
+                    return None
+                if first_packet:
+                    first_packet = False
+                    self._policy.success()
+                    self._ended = False
+                    self.state = "playing"
+                    self._put(Session(next(_session_ids), stream, continues=renewing))
+                    if connect_pending:
+                        self._emit(Code.PLAY_EVT_CONNECT_SUCC,
+                                   f"connected to {redact_url(self.url)}")
+                    if not renewing:
+                        self._emit(Code.PLAY_EVT_RTMP_STREAM_BEGIN, "stream begins")
+                if first_key and arrived.is_key:
+                    first_key = False
+                    self._emit(Code.PLAY_EVT_RCV_FIRST_I_FRAME, "first key frame received")
+                self.bytes_received += arrived.packet.size
+                if arrived.is_video:
+                    last_video = arrived.arrived
+                    self._put(arrived, self._wake_on_video)
+                else:
+                    self._put(arrived, self.wake_on_audio
+                              and arrived.arrived - last_video > SPARSE_VIDEO)
+                if stream.late_tracks and replacement is None and arrived.arrived >= retry_at:
+                    replacement = Replacement(self.url, self._ca_file, stream.late_tracks)
+                if replacement is not None and replacement.ready.is_set():
+                    taking_over, replacement = replacement.input, None
+                    if taking_over is not None:
+                        return taking_over
+                    retry_at = arrived.arrived + RETAKE_DELAY  # this one plays on meanwhile
+        finally:
+            if replacement is not None:
+                replacement.discard()
+        return None
 
     def _failed(self, exc: InputError) -> bool:
         """Report a failure and wait before the next attempt; False = stop for good."""

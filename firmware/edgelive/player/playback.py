@@ -81,14 +81,25 @@ class Playback:
         self._audio_dec: AudioDecoder | None = None
         self._video.clear()
         self._audio.clear()
-        # a connection that replaced one lacking a track plays on: no second 2004
-        self._restart_timeline(announce=session is None or not session.continues)
+        self._restart_timeline(announce=True)
         self._last_video_pts: float | None = None
+        self._repeats_until: float | None = None
+        self._sound_from = float("-inf")
         self._frame_interval = 0.04
         self._lag = LagMonitor(self._now)
         self.stats.new_session()
         if session is not None and session.input is None:
             self.picture = None  # the stream ended: nothing left to show
+
+    def _take_over(self, session: Session) -> None:
+        """A connection to the same stream that has a track the current one lacks (sound
+        that began after the open) takes over, on the same timeline: its pictures up to the
+        last one received carry the same bytes and are skipped, the rest continues the
+        picture decoding as it is; its sound starts from the picture shown."""
+        self._session = session
+        self._repeats_until = self._last_video_pts
+        self._sound_from = self._clock.position() if self._clock.started else float("-inf")
+        self._audio_dec = None
 
     def _restart_timeline(self, announce: bool) -> None:
         self._clock = PlayoutClock(self._now)
@@ -175,14 +186,21 @@ class Playback:
         arrived = False
         for item in items:
             if isinstance(item, Session):
-                self._new_session(item)
-                arrived = False
+                if item.continues and self.active:
+                    self._take_over(item)
+                else:
+                    self._new_session(item)
+                    arrived = False
                 continue
             arrived = True
             packet(item.packet.size, item.is_video, item.is_key, item.pts, item.arrived)
             if item.is_video:
+                if self._repeats_until is not None:
+                    if item.pts <= self._repeats_until:
+                        continue
+                    self._repeats_until = None
                 self._accept_video(item)
-            else:
+            elif item.pts >= self._sound_from:
                 self._audio.append(item)
         if arrived:
             self._lag.packet_arrived()
