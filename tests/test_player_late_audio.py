@@ -115,6 +115,7 @@ def test_sound_that_starts_after_the_first_picture_is_played(
         print(f"{mode}: sound began {publisher.sound_began - begin.ts} ms after the first "
               f"picture, heard {heard:.1f} s later; then RMS {level:.3f} over {count} samples")
         assert count > 48000 and level > 0.12  # the sine throughout (RMS 0.18), not silence
+        assert heard < 5.0  # within the live cache and one look for the track (0.5 s)
         assert p.player is not None
         time.sleep(1.1)  # a netstatus second of its own
         assert p.player.netstatus["audioBitrate"] > 0, p.player.netstatus
