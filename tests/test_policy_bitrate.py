@@ -55,8 +55,8 @@ def test_congestion_drops_to_a_share_of_the_send_rate_minus_the_backlog_to_drain
     ctrl = BitrateController(WIDE, start_kbps=1000)
     assert ctrl.tick(0.0, congested(500)).target_kbps == 400  # 0.8 × 500
     ctrl = BitrateController(WIDE, start_kbps=1000)
-    # 150 kbit (0.15 s at 1000) is allowed; the 300 kbit beyond it is drained over 3 s
-    assert ctrl.tick(0.0, congested(500, backlog_kbit=450)).target_kbps == 300
+    # 200 kbit (0.2 s at 1000) is allowed; the 250 kbit beyond it is drained over 3 s
+    assert ctrl.tick(0.0, congested(500, backlog_kbit=450)).target_kbps == 317
     ctrl = BitrateController(WIDE, other_kbps=100, start_kbps=1000)
     assert ctrl.tick(0.0, congested(500)).target_kbps == 300  # audio shares the link
 
@@ -68,7 +68,7 @@ def test_congestion_never_raises_the_target() -> None:
 
 @pytest.mark.parametrize(
     ("backlog_s", "mux_blocked", "is_congested"),
-    [(0.5, False, True), (0.49, False, False), (0.25, True, True), (0.2, True, False),
+    [(0.3, False, True), (0.29, False, False), (0.25, True, True), (0.2, True, False),
      (0.0, True, False)],
 )
 def test_congestion_signals(backlog_s: float, mux_blocked: bool, is_congested: bool) -> None:
@@ -76,6 +76,39 @@ def test_congestion_signals(backlog_s: float, mux_blocked: bool, is_congested: b
     decision = ctrl.tick(0.0, LinkSample(500, 1000, 0, backlog_s, mux_blocked))
     assert (decision.target_kbps == 400) is is_congested
     assert decision.link_short is is_congested
+
+
+@pytest.mark.parametrize(
+    ("rtt_ms", "unsent_bytes", "is_congested"),
+    [(360, 0, True), (340, 0, False), (60, 15_000, True), (60, 12_000, False),
+     (200, 8_000, True)],
+)
+def test_the_path_queue_and_unsent_bytes_are_early_signals(
+        rtt_ms: float, unsent_bytes: int, is_congested: bool) -> None:
+    """Nothing queued in the box, yet the RTT over its minimum (60 ms) is a modem's buffer
+    filling, and unsent bytes at the 400 kbit/s the server acknowledges are delay too."""
+    ctrl = BitrateController(WIDE, start_kbps=1000)
+    sample = LinkSample(1000, 1000, 0, 0.0, rtt_ms=rtt_ms, min_rtt_ms=60,
+                        unsent_bytes=unsent_bytes, wire_kbps=400)
+    assert ctrl.tick(0.0, sample).link_short is is_congested
+
+
+def test_stale_frames_dropped_between_ticks_are_congestion() -> None:
+    ctrl = BitrateController(WIDE, start_kbps=1000)
+    assert not ctrl.tick(0.0, LinkSample(500, 1000, 0, 0.0, wire_kbps=500)).link_short
+    decision = ctrl.tick(1.0, LinkSample(500, 1000, 0, 0.0, wire_kbps=500, stale_frames=3))
+    assert decision.link_short and decision.target_kbps == 400
+
+
+def test_the_acknowledged_rate_is_the_ceiling_less_overhead_and_audio() -> None:
+    ctrl = BitrateController(WIDE, other_kbps=32, start_kbps=1500)
+    # the sender handed 1500 kbit/s to the socket, the server acknowledged 500 of which
+    # 10 % is framing: 0.8 × 500 / 1.1 - 32 for the video, less what is queued in the path
+    # past the allowance, drained over 3 s
+    sample = LinkSample(1500, 1500, 0, 0.0, rtt_ms=1060, min_rtt_ms=60, wire_kbps=500,
+                        overhead=1.1)
+    drained = 1.0 * 500 - 0.2 * (1500 + 32)  # the path holds 1 s at 500 kbit/s
+    assert ctrl.tick(0.0, sample).target_kbps == round(0.8 * 500 / 1.1 - 32 - drained / 3)
 
 
 def run_empty(ctrl: BitrateController, start: float, end: float, step: float = 0.5,
@@ -102,15 +135,23 @@ def test_probes_are_slow_near_the_last_limit_and_resume_pace_past_it() -> None:
     trace = run_empty(ctrl, 0.5, 22.0)
     assert changes(trace) == [
         (0.5, 400),
-        (3.0, 432),  # first probe after the 3 s hold, +8 %
-        (6.0, 467),  # within 90–111 % of the 500 the link carried: 3 s apart
-        (9.0, 504),
-        (12.0, 544),
-        (15.0, 588),  # past 555: that limit is forgotten, 1.5 s apart again
-        (16.5, 635),
-        (18.0, 686),
-        (19.5, 740),
-        (21.0, 800),
+        (2.0, 448),  # first probe after the 2 s hold, +12 %
+        (3.5, 470),  # within 95–105 % of the 500 the link carried: +5 %, 1.5 s apart
+        (5.0, 494),
+        (6.5, 519),
+        (8.0, 545),  # past 526: that limit is forgotten, +12 % a second again
+        (9.0, 610),
+        (10.0, 683),
+        (11.0, 765),
+        (12.0, 857),
+        (13.0, 960),
+        (14.0, 1075),
+        (15.0, 1204),
+        (16.0, 1348),
+        (17.0, 1510),
+        (18.0, 1691),
+        (19.0, 1894),
+        (20.0, 2000),
     ]
 
 
@@ -124,7 +165,7 @@ def test_probing_stops_at_the_ceiling_and_while_the_encoder_idles() -> None:
 
 def test_a_queue_between_empty_and_congested_holds_the_target() -> None:
     ctrl = BitrateController(WIDE, start_kbps=1000)
-    decisions = [ctrl.tick(t * 0.5, LinkSample(1000, 1000, 20_000, 0.3)) for t in range(40)]
+    decisions = [ctrl.tick(t * 0.5, LinkSample(1000, 1000, 20_000, 0.25)) for t in range(40)]
     assert {d.target_kbps for d in decisions} == {1000}
     assert not any(d.link_short for d in decisions)
 
@@ -316,12 +357,15 @@ def test_follows_a_1500_400_1500_link_and_climbs_back(
     assert first_below - 20 <= 2.0
     assert all(r.target + audio <= 400 for r in trace if first_below <= r.t < 30)
     settled = [r for r in trace if 30 <= r.t < 60]
-    assert all(r.target + audio <= 400 * 1.15 for r in settled)
+    # A probe past the link shows here only once the box queues (the model has no RTT
+    # and no unsent bytes, the pusher's earlier signals), and a queue under LOW_BACKLOG_S
+    # counts as empty: one or two probes past it.
+    assert all(r.target + audio <= 400 * 1.45 for r in settled)
     mean = sum(r.target for r in settled) / len(settled)
     assert 0.7 * (400 - audio) <= mean <= 400 - audio
     # the queue is bounded: a transient at the drop, then well under a second
     assert max(r.backlog_s for r in trace) < 3.5
-    assert max(r.backlog_s for r in trace if r.t >= 30) < 0.6
+    assert max(r.backlog_s for r in trace if r.t >= 30) < 0.8  # a probe past it: see below
     # 1101 once for the drop, and then rarely (probes finding the limit again)
     began = [r.t for r in trace if r.began]
     assert began[0] == pytest.approx(20.5, abs=0.6)

@@ -1,15 +1,22 @@
 """`edgelive bench bitrate`: bitrate adaptation over a shaped uplink, second by second.
 
-The real `edgelive push` (testsrc with its wall-clock stamp) runs in a network namespace
-behind a tbf-shaped veth (`netlab.ShapedLink`) that goes 1500 → 400 → 1500 kbit/s; nginx-rtmp
-runs in another. A low-delay PyAV reader in the root namespace decodes the stamp of every
-picture, which gives glass-to-glass latency. The timeline holds, per second: the link rate,
-the pusher's target and measured send rate (its netstatus), the latency and the events.
+The real `edgelive push` (testsrc with its wall-clock stamp, RTC mode, 150–1500 kbit/s) runs
+in a network namespace behind a tbf-shaped veth (`netlab.ShapedLink`, `tcp_notsent_lowat`
+left unset as on any stock Linux); nginx-rtmp runs in another. A low-delay PyAV reader in the
+root namespace decodes the stamp of every picture, which gives glass-to-glass latency. The
+timeline holds, per second: the link rate, the pusher's target, what it handed the socket,
+what the server acknowledged (its netstatus), the latency, the frame rate and the events.
+
+Scenarios (`SCENARIOS`): the link dropping 1500 → 400 kbit/s for 30 s and coming back, at
+640x360 and at 1280x720 (content that needs more than the short link), and an LTE-like
+trace of rates stepping between 300 and 3000 kbit/s every 5–10 s. This kernel has no
+sch_netem, so the LTE trace's 60 ms RTT and 0.5 % loss are not emulated: its rates are.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -28,20 +35,53 @@ from edgelive.media import stamp
 
 READER_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768",
                   "analyzeduration": "0", "rtmp_live": "live"}
-SCHEDULE = ((0.0, 1500), (15.0, 400), (45.0, 1500))
-"""(seconds from the first picture, link kbit/s): a short link for 30 s, then a good one."""
-DURATION_S = 90.0
-WIDTH = 960
-PUSHER_CONFIG = f"""[pusher]
+PUSHER_CONFIG = """[pusher]
 source = "testsrc"
-resolution = "{WIDTH}x540"
-fps = 25
-gop = 1
-min-bitrate = 400
-max-bitrate = 700
+resolution = "{width}x{height}"
+fps = {fps}
+{extra}
+min-bitrate = {min_kbps}
+max-bitrate = {max_kbps}
 audio-device = "tone"
 audio-quality = "low"
 """
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    width: int
+    height: int
+    schedule: tuple[tuple[float, int], ...]
+    duration: float
+    fps: int = 30
+    min_kbps: int = 150
+    max_kbps: int = 1500
+    extra: str = 'mode = "RTC"'
+
+    def config(self) -> str:
+        return PUSHER_CONFIG.format(width=self.width, height=self.height, fps=self.fps,
+                                    extra=self.extra, min_kbps=self.min_kbps,
+                                    max_kbps=self.max_kbps)
+
+
+def lte_trace(duration: float, seed: int = 7) -> tuple[tuple[float, int], ...]:
+    """Rates between 300 and 3000 kbit/s, each held 5–10 s (the same trace every run)."""
+    rng = random.Random(seed)
+    steps, t = [], 0.0
+    while t < duration:
+        steps.append((t, rng.choice((300, 500, 800, 1200, 2000, 3000))))
+        t += rng.uniform(5, 10)
+    return tuple(steps)
+
+
+DROP = ((0.0, 1500), (15.0, 400), (45.0, 1500))
+"""(seconds from the first picture, link kbit/s): a short link for 30 s, then a good one."""
+SCENARIOS = (
+    Scenario("640x360, 1500 → 400 → 1500", 640, 360, DROP, 75.0),
+    Scenario("1280x720, 1500 → 400 → 1500", 1280, 720, DROP, 75.0),
+    Scenario("LTE-like trace, 640x360", 640, 360, lte_trace(90.0), 90.0),
+)
 
 
 @dataclass
@@ -50,6 +90,9 @@ class Second:
     link_kbps: int
     target_kbps: int | None = None
     send_kbps: int | None = None
+    delivered_kbps: int | None = None
+    """What the server acknowledged (netstatus linkRate)."""
+    video_kbps: int | None = None
     width: int | None = None
     latency_ms: int | None = None
     frames: int = 0
@@ -98,20 +141,18 @@ def _link_at(t: float, schedule: Sequence[tuple[float, int]]) -> int:
     return [kbps for start, kbps in schedule if start <= t][-1]
 
 
-def run(workdir: Path, schedule: Sequence[tuple[float, int]] = SCHEDULE,
-        duration: float = DURATION_S) -> Run:
+def run(workdir: Path, scenario: Scenario) -> Run:
     """Build the shaped link, run the scenario on it, remove the link."""
-    with ShapedLink(workdir, kbps=schedule[0][1]) as link:
-        return run_on(link, workdir, schedule, duration)
+    with ShapedLink(workdir, kbps=scenario.schedule[0][1]) as link:
+        return run_on(link, workdir, scenario)
 
 
-def run_on(link: ShapedLink, workdir: Path,
-           schedule: Sequence[tuple[float, int]] = SCHEDULE,
-           duration: float = DURATION_S) -> Run:
-    """Push through `link` for `duration` s, shaping it as `schedule` says."""
+def run_on(link: ShapedLink, workdir: Path, scenario: Scenario) -> Run:
+    """Push through `link` for the scenario's duration, shaping it as its schedule says."""
     assert link.nginx is not None
+    schedule, duration = scenario.schedule, scenario.duration
     config = workdir / "edgelive.toml"
-    config.write_text(PUSHER_CONFIG)
+    config.write_text(scenario.config())
     link.shape(schedule[0][1])
     argv = link.box_argv([sys.executable, "-m", "edgelive", "push",
                           link.box_url("bitrate"), "--config", str(config)])
@@ -120,7 +161,7 @@ def run_on(link: ShapedLink, workdir: Path,
     lines: list[tuple[float, dict[str, Any]]] = []
     collector = threading.Thread(target=_collect, args=(pusher, lines), daemon=True)
     collector.start()
-    reader = _Reader(link.nginx.url("bitrate"), WIDTH)
+    reader = _Reader(link.nginx.url("bitrate"), scenario.width)
     reader.start()
     try:
         t0 = _first_picture(reader, timeout=20.0)
@@ -170,6 +211,8 @@ def _timeline(t0: float, duration: float, schedule: Sequence[tuple[float, int]],
         if line["type"] == "netstatus":
             row.target_kbps = line.get("targetBitrate")
             row.send_kbps = line.get("netSpeed")
+            row.delivered_kbps = line.get("linkRate")
+            row.video_kbps = line.get("videoBitrate")
             row.width = line.get("videoWidth")
         elif line["type"] == "event":
             row.events.append(line["code"])
@@ -185,12 +228,13 @@ def _timeline(t0: float, duration: float, schedule: Sequence[tuple[float, int]],
 
 
 def format_timeline(result: Run) -> str:
-    head = f"{'t s':>4} {'link':>6} {'target':>6} {'send':>6} {'width':>5} {'lat ms':>7} " \
-           f"{'fps':>3}  events"
+    head = f"{'t s':>4} {'link':>6} {'target':>6} {'send':>6} {'acked':>6} {'width':>5} " \
+           f"{'lat ms':>7} {'fps':>3}  events"
     rows = [head]
     for s in result.seconds:
         rows.append(f"{s.t:>4} {s.link_kbps:>6} {_n(s.target_kbps):>6} {_n(s.send_kbps):>6} "
-                    f"{_n(s.width):>5} {_n(s.latency_ms):>7} {s.frames:>3}  "
+                    f"{_n(s.delivered_kbps):>6} {_n(s.width):>5} {_n(s.latency_ms):>7} "
+                    f"{s.frames:>3}  "
                     f"{' '.join(map(str, s.events))}")
     rows.append(f"publish sessions seen by nginx: {result.publishes}")
     return "\n".join(rows)
@@ -200,7 +244,37 @@ def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def plot(result: Run, path: Path) -> bool:
+def summary(scenario: Scenario, result: Run) -> dict[str, Any]:
+    """The issue's figures for one run: latency, frame rate, events, recovery."""
+    rows = result.seconds
+    codes = [e["code"] for e in result.events]
+    reconnects = sum(code in (1102, 3004, 3005) for code in codes)
+    out: dict[str, Any] = {"publishes": result.publishes, "reconnect_events": reconnects,
+                           "net_busy_1101": codes.count(1101)}
+    latencies = sorted(r.latency_ms for r in rows if r.latency_ms is not None)
+    if scenario.schedule == DROP:
+        drop, back = DROP[1][0], DROP[2][0]
+        short = [r for r in rows if drop <= r.t < back]
+        lat = [(r.t, r.latency_ms) for r in short if r.latency_ms is not None]
+        out["peak_latency_ms"] = max(ms for _, ms in lat)
+        over = [t for t, ms in lat if ms >= 200]
+        out["under_200ms_after_s"] = (over[-1] + 1 - drop) if over else 0
+        out["min_fps_short"] = min(r.frames for r in short)
+        out["median_fps_short"] = statistics.median(r.frames for r in short)
+        need = statistics.median(r.video_kbps for r in rows
+                                 if 5 <= r.t < drop and r.video_kbps is not None)
+        out["content_needs_kbps"] = need
+        back_at = next((r.t for r in rows if r.t >= back and r.target_kbps is not None
+                        and r.target_kbps >= 0.9 * need), None)
+        out["target_90pct_after_return_s"] = None if back_at is None else back_at - back
+    else:
+        out["median_latency_ms"] = statistics.median(latencies)
+        out["p95_latency_ms"] = latencies[int(0.95 * (len(latencies) - 1))]
+        out["median_fps"] = statistics.median(r.frames for r in rows)
+    return out
+
+
+def plot(result: Run, path: Path, title: str = "") -> bool:
     """Write a PNG of the timeline; False when matplotlib is not installed."""
     try:
         import matplotlib
@@ -214,12 +288,16 @@ def plot(result: Run, path: Path) -> bool:
     rate.step(t, [s.link_kbps for s in result.seconds], where="post", label="link")
     rate.plot(t, [s.target_kbps for s in result.seconds], label="target (video)")
     rate.plot(t, [s.send_kbps for s in result.seconds], label="sent")
+    rate.plot(t, [s.delivered_kbps for s in result.seconds], label="delivered (acked)")
     rate.set_xlabel("s")
     rate.set_ylabel("kbit/s")
     latency = rate.twinx()
     latency.plot(t, [s.latency_ms for s in result.seconds], "k:", label="latency")
     latency.set_ylabel("latency ms")
-    rate.legend(loc="upper right")
+    rate.legend(loc="upper left")
+    latency.legend(loc="upper right")
+    if title:
+        rate.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

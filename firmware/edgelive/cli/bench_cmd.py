@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -32,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fleet.set_defaults(func=_fleet)
 
     bitrate = sub.add_parser("bitrate", help="bitrate adaptation over a shaped uplink "
-                             "(1500 → 400 → 1500 kbit/s; needs root for network namespaces)")
+                             "(1500 → 400 → 1500 kbit/s at 360p and 720p, an LTE-like "
+                             "trace; needs root for network namespaces)")
     bitrate.add_argument("--plot", type=Path, default=Path("bench-bitrate.png"),
                          help="PNG of the timeline (written when matplotlib is installed)")
     bitrate.set_defaults(func=_bitrate)
@@ -75,13 +77,17 @@ def _fleet(args: argparse.Namespace) -> int:
 def _bitrate(args: argparse.Namespace) -> int:
     import tempfile
 
-    from edgelive.bench.bitrate import format_timeline, plot, run
+    from edgelive.bench.bitrate import SCENARIOS, format_timeline, plot, run, summary
 
-    with tempfile.TemporaryDirectory(prefix="edgelive-bench-") as tmp:
-        result = run(Path(tmp))
-    print(format_timeline(result))
-    if plot(result, args.plot):
-        print(f"plot: {args.plot}")
+    for index, scenario in enumerate(SCENARIOS, 1):
+        with tempfile.TemporaryDirectory(prefix="edgelive-bench-") as tmp:
+            result = run(Path(tmp), scenario)
+        print(f"== {scenario.name}")
+        print(format_timeline(result))
+        print(json.dumps(summary(scenario, result)))
+        png = args.plot.with_stem(f"{args.plot.stem}-{index}")
+        if plot(result, png, scenario.name):
+            print(f"plot: {png}")
     return 0
 
 

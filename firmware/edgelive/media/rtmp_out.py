@@ -43,6 +43,10 @@ from edgelive.redact import redact_text
 OPEN_TIMEOUT = 10.0
 """Connect, handshake and publish: FFmpeg's RTMP would wait for a silent server forever
 (its TCP connect alone gives up after 5 s)."""
+STALE_MS = 400
+"""A video frame that would reach the wire later than this behind the newest one (queue,
+unsent bytes at the delivery rate, the path's queue) is dropped before the socket, and the
+frames after it until the next key frame (which always goes: decoding restarts there)."""
 EARLY_AUDIO_PACKETS = 32
 """Sound kept while a session waits for its first key frame (about 0.7 s of AAC)."""
 
@@ -216,6 +220,12 @@ class RtmpOutput:
         if upstream is not None:
             upstream.close()
 
+    def limit_rate(self, kbps: float, min_rtt_ms: float) -> None:
+        """Keep about `kbps` worth of data in flight (`Upstream.limit_rate`)."""
+        upstream = self._upstream
+        if upstream is not None:
+            upstream.limit_rate(kbps, min_rtt_ms)
+
     def readings(self) -> TcpReadings | None:
         """TCP_INFO of the connection to the server now; None when there is none."""
         upstream = self._upstream
@@ -234,6 +244,12 @@ class SenderStats:
     """Spread of the time mux() takes per video packet (seed's netJitter)."""
     tcp: TcpReadings | None = None
     """The connection's TCP_INFO at the time of these stats."""
+    wire_kbps: float | None = None
+    """What the server acknowledged since the previous stats, everything counted."""
+    overhead: float = 1.0
+    """Bytes on the wire per media byte since the previous stats (FLV and RTMP framing)."""
+    stale_frames: int = 0
+    """Video frames dropped as stale (STALE_MS) since the session began."""
 
 
 class PacketSender:
@@ -243,6 +259,13 @@ class PacketSender:
                  on_first_packet: Callable[[], None], max_packets: int = 120,
                  window_s: float = 2.0) -> None:
         self._output = output
+        self._skipping = False
+        """Stale video is being dropped until the next key frame."""
+        self._stale_frames = 0
+        self._media_bytes = 0
+        self._previous: tuple[TcpReadings, int] | None = None
+        self._wire_kbps = 0.0
+        self._overhead = 1.0
         self._on_error = on_error
         self._on_first_packet = on_first_packet
         self._queue: queue.Queue[tuple[av.Packet, bool, int] | None] = queue.Queue(max_packets)
@@ -310,6 +333,10 @@ class PacketSender:
                 break
             packet, is_video, stream_ms = item
             self._oldest_ms = stream_ms
+            if is_video and self._stale(packet, stream_ms):
+                self._count_drop()
+                self._stale_frames += 1
+                continue
             size = packet.size
             started = time.monotonic()
             try:
@@ -323,12 +350,54 @@ class PacketSender:
                 break
             done = time.monotonic()
             with self._lock:
+                self._media_bytes += size
                 self._sent.append((done, size))
                 if is_video:
                     self._mux_times.append(done - started)
             if first:
                 first = False
                 self._on_first_packet()
+
+    def _stale(self, packet: av.Packet, stream_ms: int) -> bool:
+        """Whether this video packet is to be dropped (see STALE_MS)."""
+        if packet.is_keyframe:
+            self._skipping = False
+            return False
+        if self._skipping:
+            return True
+        late_ms = float(self._newest_ms - stream_ms)
+        tcp = self._output.readings()
+        if tcp is not None:
+            late_ms += max(0.0, tcp.rtt_ms - tcp.min_rtt_ms)
+            if self._wire_kbps > 0:
+                late_ms += tcp.unsent_bytes * 8 / self._wire_kbps
+        if late_ms <= STALE_MS:
+            return False
+        # No key frame is asked for: on a short link a key frame is what takes longest to
+        # cross it, and the frames behind it would be stale again (a cycle of key frames).
+        self._skipping = True
+        return True
+
+    def limit_rate(self, kbps: float) -> None:
+        """The rate the stream is encoded for now (all of it): the socket holds in flight
+        what that rate carries in a moment, no more."""
+        tcp = self._output.readings()
+        self._output.limit_rate(kbps, tcp.min_rtt_ms if tcp else 0.0)
+
+    def _link_rates(self, tcp: TcpReadings | None) -> tuple[float | None, float]:
+        """(acknowledged kbit/s, overhead) since the previous call."""
+        with self._lock:
+            media = self._media_bytes
+        previous, self._previous = self._previous, (tcp, media) if tcp else None
+        if tcp is None or previous is None or tcp.at <= previous[0].at:
+            return None, self._overhead
+        before, media_before = previous
+        self._wire_kbps = (tcp.acked_bytes - before.acked_bytes) * 8 / 1000 / (
+            tcp.at - before.at)
+        if media - media_before > 4096:  # enough to tell framing from noise
+            ratio = (tcp.relayed_bytes - before.relayed_bytes) / (media - media_before)
+            self._overhead = min(1.5, max(1.0, ratio))
+        return self._wire_kbps, self._overhead
 
     def stats(self) -> SenderStats:
         now = time.monotonic()
@@ -340,13 +409,15 @@ class PacketSender:
             dropped = self._dropped
         jitter = (max(times) - min(times)) * 1000 if times else 0.0
         depth = self._queue.qsize()
+        tcp = self._output.readings()
+        wire_kbps, overhead = self._link_rates(tcp)
         return SenderStats(
             send_kbps=sent * 8 / self._window_s / 1000,
             queue_depth=depth,
             backlog_ms=max(0, self._newest_ms - self._oldest_ms) if depth else 0,
             dropped_frames=dropped,
             jitter_ms=round(jitter, 1),
-            tcp=self._output.readings(),
+            tcp=tcp, wire_kbps=wire_kbps, overhead=overhead, stale_frames=self._stale_frames,
         )
 
     def stop(self) -> None:

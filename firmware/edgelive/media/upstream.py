@@ -42,6 +42,12 @@ LOOPBACK_BUFFER = 4096
 """SO_SNDBUF of FFmpeg's socket and SO_RCVBUF of the relay's (the kernel doubles both)."""
 CHUNK = 4096
 """Bytes the relay reads from FFmpeg at once: never more in hand than this."""
+IN_FLIGHT_S = 0.05
+"""`limit_rate` lets the kernel hold (unsent + unacknowledged) what the rate carries in this
+long plus the path's RTT: enough to keep the link busy, while a link that drops below the
+rate finds at most about a tenth of a second of video in flight (the kernel doubles the
+buffer for its bookkeeping), not a modem buffer's worth."""
+MIN_SNDBUF = 8192
 CONNECT_TIMEOUT = 5.0
 """As FFmpeg's own connect timeout was: a host that drops packets fails in 5 s."""
 RTMP_PORT, RTMPS_PORT = 1935, 443
@@ -229,6 +235,16 @@ class Upstream:
             app_limited=bool(info["app_limited"]),
             acked_bytes=info["bytes_acked"], relayed_bytes=self._relayed,
             retransmits=info["total_retrans"])
+
+    def limit_rate(self, kbps: float, min_rtt_ms: float) -> None:
+        """Size the socket's send buffer for `kbps` (see IN_FLIGHT_S): whatever the
+        congestion control does, the path's queue then holds little more than that."""
+        sock = self._sock
+        if sock is None or kbps <= 0:
+            return
+        size = max(MIN_SNDBUF, round(kbps * 125 * (IN_FLIGHT_S + min_rtt_ms / 1000)))
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
     def _loopback_bytes(self) -> int:
         client, relay_end = self._loopback

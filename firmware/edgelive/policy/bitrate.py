@@ -1,12 +1,17 @@
 """Video bitrate controller for the pusher (SPEC §3). Pure: measurements and `now` in, decisions
 out.
 
-The congestion signal is the sender queue: media the box has encoded but the uplink has not
-taken yet. With `tcp_notsent_lowat` set the kernel holds little, so the queue (and `mux()`
-blocking) shows a short link within a tick (FACTS: bufferbloat). The controller steps down
-fast and multiplicatively to below the rate the link was measured to carry, probes up slowly
-and additively while the queue stays empty, and only changes resolution when the floor of the
-current resolution cannot be carried. It never asks for a reconnect or a restart.
+The congestion signal is the delay the box adds to the picture, measured where it builds:
+media queued in the sender, bytes muxed but not on the wire yet (the pusher's own socket has
+TCP_NOTSENT_LOWAT, so the kernel holds little), and the queue in the path, seen as the RTT
+above the connection's smallest RTT (a modem's buffer fills long before a socket refuses
+data). The ceiling is what the server acknowledged over the tick (the link's real delivery
+rate when the link is the limit), of which the video gets what is left after the container's
+measured overhead and the audio. The controller steps down fast and multiplicatively to
+below that delivery rate, probes up in small multiplicative steps while nothing is queued,
+and only changes resolution when the floor of the current resolution cannot be carried. It
+never asks for a reconnect or a restart. docs/bitrate-control.md has the law and its
+constants.
 
 Tick it every 0.5–1 s while the stream is connected; timers use the `now` passed in.
 """
@@ -17,11 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # -- congestion detection
-HIGH_BACKLOG_S = 0.5
-"""Media queued past this is a short link: a key frame burst on a healthy link drains in
-well under 0.5 s, and every queued second is a second of viewer latency."""
-LOW_BACKLOG_S = 0.15
-"""At or below this the queue counts as empty (a key frame in flight)."""
+HIGH_BACKLOG_S = 0.3
+"""Delay added past this is a short link: a key frame burst on a healthy link drains in
+well under 0.3 s, and every queued second is a second of viewer latency."""
+LOW_BACKLOG_S = 0.2
+"""At or below this nothing counts as queued (a key frame in flight: at 1.5 Mbit/s a 30 KB
+key frame alone raises the RTT by 160 ms while it crosses the link)."""
 MUX_BLOCK_BACKLOG_S = 0.25
 """`mux()` blocks for a moment on key frames even on a good link, so blocking counts as
 congestion only once this much media is queued behind it."""
@@ -35,20 +41,23 @@ DRAIN_S = 3.0
 headroom, so latency recovers in seconds instead of the tens a 20 % margin alone needs."""
 
 # -- probing up
-PROBE_STEP = 0.08
-"""Each probe adds 8 % of the target: small enough that overshooting the link builds a queue
-slowly (caught before it reaches the viewer as latency), large enough to climb from 400 to
-1200 kbit/s in about 15 probes."""
-PROBE_INTERVAL_S = 1.5
-"""Time between probes away from the last limit: with `tcp_notsent_lowat` a queue shows
-within a 1 s tick, and 400 → 1200 kbit/s takes ~22 s (the seed's ~30 s recovery)."""
-PROBE_INTERVAL_NEAR_S = 3.0
+PROBE_STEP = 0.12
+"""Each probe adds 12 % of the target: an overshoot of the link shows as RTT within a tick
+(caught at a few hundred ms of delay), and 300 → 700 kbit/s takes ~8 probes."""
+PROBE_INTERVAL_S = 1.0
+"""Time between probes away from the last limit: the RTT and the unsent bytes show a queue
+within one tick, so a probe a second gets the picture back within ~15 s of the link."""
+PROBE_STEP_NEAR = 0.05
+"""Close to the rate that last congested the link probes add 5 %: the link is probably
+still there, and a small overshoot drains quickly."""
+PROBE_INTERVAL_NEAR_S = 1.5
 """Probe interval close to the rate that last congested the link: the hysteresis that keeps
 the target from sawing in and out of congestion."""
-NEAR_CONGESTION = 0.9
-"""'Close' means from 90 % to 111 % of the rate the link carried when it last congested: a
-probe just past the limit builds a queue slowly, so the next one waits to see it."""
-HOLD_AFTER_CONGESTION_S = 3.0
+NEAR_CONGESTION = 0.95
+"""'Close' means from 95 % to 105 % of the rate the link carried when it last congested: a
+probe just past the limit builds a queue slowly, so the next one waits to see it. Narrow,
+because a link that came back is found only by probing past its old limit."""
+HOLD_AFTER_CONGESTION_S = 2.0
 """No probing this long after the last congested tick: the encoder's rate control and the
 queue need a moment to settle before the next measurement means anything."""
 APP_LIMITED_RATIO = 0.6
@@ -135,6 +144,43 @@ class LinkSample:
     """Seconds of media those bytes hold (newest minus oldest timestamp)."""
     mux_blocked: bool = False
     """`mux()` blocked waiting for the socket during the tick."""
+    rtt_ms: float = 0.0
+    """The connection's smoothed RTT (TCP_INFO)..."""
+    min_rtt_ms: float = 0.0
+    """...and the smallest it has been: the difference is the queue in the path."""
+    unsent_bytes: int = 0
+    """Bytes muxed and not on the wire yet (socket, relay, loopback)."""
+    wire_kbps: float | None = None
+    """What the server acknowledged over the tick, everything counted (the delivery rate);
+    None without TCP readings: `send_kbps` stands for it."""
+    overhead: float = 1.0
+    """Bytes on the wire per media byte (FLV and RTMP framing)."""
+    stale_frames: int = 0
+    """Video frames the sender dropped as stale during the tick: the delay passed its bound
+    between two ticks (the drop keeps the queue short, so a tick may not see it)."""
+
+    @property
+    def delivered_kbps(self) -> float:
+        return self.send_kbps if self.wire_kbps is None else self.wire_kbps
+
+    @property
+    def path_s(self) -> float:
+        """Delay in the path's queue."""
+        return max(0.0, self.rtt_ms - self.min_rtt_ms) / 1000
+
+    @property
+    def delay_s(self) -> float:
+        """Delay the box and the path add to the picture now: sender queue, unsent bytes at
+        the delivery rate, the path's queue."""
+        rate = self.delivered_kbps
+        socket_s = self.unsent_bytes * 8 / 1000 / rate if rate > 0 else 0.0
+        return self.backlog_s + socket_s + self.path_s
+
+    @property
+    def queued_kbit(self) -> float:
+        """Everything queued between the encoder and the receiver, in kbit."""
+        in_box = (self.backlog_bytes + self.unsent_bytes) * 8 / 1000
+        return in_box + self.path_s * self.delivered_kbps
 
 
 @dataclass(frozen=True)
@@ -191,8 +237,9 @@ class BitrateController:
         return self._link_short
 
     def tick(self, now: float, sample: LinkSample) -> BitrateDecision:
-        congested = sample.backlog_s >= HIGH_BACKLOG_S or (
-            sample.mux_blocked and sample.backlog_s >= MUX_BLOCK_BACKLOG_S)
+        delay = sample.delay_s
+        congested = delay >= HIGH_BACKLOG_S or sample.stale_frames > 0 or (
+            sample.mux_blocked and delay >= MUX_BLOCK_BACKLOG_S)
         began = congested and not self._link_short
         step = self._step_down(now, sample) if congested else self._step_up(now, sample)
         return BitrateDecision(self.target_kbps, self.rung, step, self._link_short, began)
@@ -203,10 +250,11 @@ class BitrateController:
         self._link_short = True
         self._last_congested = now
         self._at_ceiling_since = None
-        link_kbps = max(0.0, sample.send_kbps - self.other_kbps)
+        media_kbps = sample.delivered_kbps / max(1.0, sample.overhead)
+        link_kbps = max(0.0, media_kbps - self.other_kbps)
         allowance_kbit = LOW_BACKLOG_S * (self._target + self.other_kbps)
-        excess_kbit = max(0.0, sample.backlog_bytes * 8 / 1000 - allowance_kbit)
-        carried = DECREASE_FACTOR * sample.send_kbps - self.other_kbps
+        excess_kbit = max(0.0, sample.queued_kbit - allowance_kbit)
+        carried = DECREASE_FACTOR * media_kbps - self.other_kbps
         desired = carried - excess_kbit / DRAIN_S
         self._link_kbps = link_kbps
         # Once the queue has drained the drain term goes (never above the congested target).
@@ -241,7 +289,7 @@ class BitrateController:
         self._floor_short_since = None
         if self._link_short and now - self._last_congested >= LINK_OK_AFTER_S:
             self._link_short = False
-        empty = sample.backlog_s <= LOW_BACKLOG_S
+        empty = sample.delay_s <= LOW_BACKLOG_S
         if empty:
             if self._recovery_kbps > self._target:
                 # The queue drained: drop the drain term, back to what the link carried.
@@ -262,7 +310,7 @@ class BitrateController:
         interval = PROBE_INTERVAL_NEAR_S if near else PROBE_INTERVAL_S
         if (empty and now - self._last_congested >= HOLD_AFTER_CONGESTION_S
                 and now - self._last_change >= interval):
-            self._set_target(now, self._target * (1 + PROBE_STEP))
+            self._set_target(now, self._target * (1 + (PROBE_STEP_NEAR if near else PROBE_STEP)))
             if self._link_kbps is not None and self._target > self._link_kbps / NEAR_CONGESTION:
                 self._link_kbps = None  # carried well past it: that limit is gone
         return 0

@@ -30,8 +30,8 @@ from edgelive.policy.bitrate import (
 
 MUX_BLOCKED_MS = 100.0
 """The sender reports the spread of its mux() times; a video packet that waited this long
-for the socket means the socket was not writable (with `tcp_notsent_lowat` set, the kernel's
-early congestion signal). A key frame over a healthy link takes a few ms."""
+for the socket means the socket was not writable (it has TCP_NOTSENT_LOWAT). A key frame
+over a healthy link takes a few ms."""
 
 
 class Adapter:
@@ -47,6 +47,8 @@ class Adapter:
         self._plan = plan
         self._controller = self._new_controller(plan, encoder.kbps)
         self._load = EncoderLoad()
+        self._delay_ms = 0
+        self._stale_before = 0
 
     def _new_controller(self, plan: VideoPlan, start_kbps: float) -> BitrateController:
         ladder = resolution_ladder(plan.width, plan.height, plan.min_kbps, plan.max_kbps)
@@ -72,6 +74,8 @@ class Adapter:
             self._adapt(now, stats, encoder_kbps)
         size = self._encoder.size
         return {"targetBitrate": self._controller.target_kbps,
+                "linkRate": round(stats.wire_kbps or 0) if stats else 0,
+                "delayMs": self._delay_ms if stats else 0,
                 "videoWidth": size.width, "videoHeight": size.height,
                 "linkShort": self._controller.link_short}
 
@@ -83,6 +87,10 @@ class Adapter:
 
     def _adapt(self, now: float, stats: SenderStats, encoder_kbps: float) -> None:
         backlog_s = stats.backlog_ms / 1000
+        tcp = stats.tcp
+        # a counter per session: a new session starts it again
+        stale = stats.stale_frames - min(self._stale_before, stats.stale_frames)
+        self._stale_before = stats.stale_frames
         sample = LinkSample(
             send_kbps=stats.send_kbps,
             encoder_kbps=encoder_kbps,
@@ -90,7 +98,14 @@ class Adapter:
             backlog_bytes=round(backlog_s * (encoder_kbps + self._other_kbps) * 125),
             backlog_s=backlog_s,
             mux_blocked=stats.jitter_ms >= MUX_BLOCKED_MS,
+            rtt_ms=tcp.rtt_ms if tcp else 0.0,
+            min_rtt_ms=tcp.min_rtt_ms if tcp else 0.0,
+            unsent_bytes=tcp.unsent_bytes if tcp else 0,
+            wire_kbps=stats.wire_kbps,
+            overhead=stats.overhead,
+            stale_frames=stale,
         )
+        self._delay_ms = round(sample.delay_s * 1000)
         decision = self._controller.tick(now, sample)
         if decision.link_short_began:
             self._events.emit(Code.PUSH_WARNING_NET_BUSY,

@@ -86,6 +86,12 @@ class Link:
         sender = self._sender
         return sender.stats() if sender is not None else None
 
+    def limit_rate(self, kbps: float) -> None:
+        """The stream's rate now, video and all: the socket keeps that much in flight."""
+        sender = self._sender
+        if sender is not None:
+            sender.limit_rate(kbps)
+
     def close(self) -> None:
         """End the session and stop reconnecting; safe twice and from any thread."""
         self._closing.set()

@@ -477,5 +477,7 @@ class Pusher:
             if adapter is not None:  # bitrate adaptation: target, size in use
                 status.update(adapter.tick(sender, status["videoBitrate"],
                                            waiting=self.scene.waiting, plan=self.video))
+                if link is not None:  # what the socket may hold in flight follows it
+                    link.limit_rate(adapter.target_kbps + self.audio.kbps)
             self._last_status = status
             self._on_netstatus(status)
