@@ -98,6 +98,10 @@ def test_stale_frames_dropped_between_ticks_are_congestion() -> None:
     assert not ctrl.tick(0.0, LinkSample(500, 1000, 0, 0.0, wire_kbps=500)).link_short
     decision = ctrl.tick(1.0, LinkSample(500, 1000, 0, 0.0, wire_kbps=500, stale_frames=3))
     assert decision.link_short and decision.target_kbps == 400
+    # late from the box itself (the link idled for want of data): no step down for it
+    ctrl = BitrateController(WIDE, start_kbps=1000)
+    assert not ctrl.tick(0.0, LinkSample(500, 1000, 0, 0.0, wire_kbps=500, stale_frames=3,
+                                         app_limited=True)).link_short
 
 
 def test_the_acknowledged_rate_is_the_ceiling_less_overhead_and_audio() -> None:

@@ -158,6 +158,9 @@ class LinkSample:
     stale_frames: int = 0
     """Video frames the sender dropped as stale during the tick: the delay passed its bound
     between two ticks (the drop keeps the queue short, so a tick may not see it)."""
+    app_limited: bool = False
+    """The kernel found the link idle for want of data at the last ACK: frames that went
+    stale then were late from the box (a CPU stall), not from the link."""
 
     @property
     def delivered_kbps(self) -> float:
@@ -238,7 +241,8 @@ class BitrateController:
 
     def tick(self, now: float, sample: LinkSample) -> BitrateDecision:
         delay = sample.delay_s
-        congested = delay >= HIGH_BACKLOG_S or sample.stale_frames > 0 or (
+        stale = sample.stale_frames > 0 and not sample.app_limited
+        congested = delay >= HIGH_BACKLOG_S or stale or (
             sample.mux_blocked and delay >= MUX_BLOCK_BACKLOG_S)
         began = congested and not self._link_short
         step = self._step_down(now, sample) if congested else self._step_up(now, sample)

@@ -104,6 +104,7 @@ class Adapter:
             wire_kbps=stats.wire_kbps,
             overhead=stats.overhead,
             stale_frames=stale,
+            app_limited=tcp.app_limited if tcp else False,
         )
         self._delay_ms = round(sample.delay_s * 1000)
         decision = self._controller.tick(now, sample)
