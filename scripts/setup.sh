@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(mosquitto mosquitto-clients nginx-light libnginx-mod-rtmp ffmpeg iproute2
               libsdl2-2.0-0 python3-venv python3-dev fonts-dejavu-core openssl
               mmdebstrap qemu-user-static binfmt-support arch-test genimage mtools dosfstools
-              e2fsprogs qemu-system-arm ipxe-qemu chromium chromium-driver)
+              e2fsprogs fdisk xz-utils qemu-system-arm ipxe-qemu chromium chromium-driver)
 # ipxe-qemu: the boot test's virtio-net-pci NIC needs its option ROM (efi-virtio.rom), a
 # Recommends of qemu-system-arm that --no-install-recommends leaves out. The test boots the
 # kernel directly, so no UEFI firmware (qemu-efi-aarch64) is needed.
