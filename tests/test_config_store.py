@@ -24,6 +24,7 @@ from edgelive.config.store import (
     to_toml,
     validate_document,
 )
+from edgelive.fleet.topics import RESERVED_IDS
 
 BOOT_TOML = """\
 [pusher]
@@ -254,3 +255,17 @@ def test_kill_during_writes_leaves_a_written_config(tmp_path: Path) -> None:
         assert kill_after <= i <= 1000, (kill_after, i)
         assert cfg == validate_document(
             {"pusher": {"fps": i % 60 + 1}, "device": {"name": f"w{i}"}})
+
+
+@pytest.mark.parametrize("word", sorted(RESERVED_IDS))
+def test_fleet_topic_words_are_refused_as_box_ids(tmp_path: Path, word: str) -> None:
+    """`<prefix>/grp/`, `all/` and `reply/` are the fleet's: under the documented ACL
+    (`pattern readwrite <prefix>/%u/#`) a box with such an id would own that subtree."""
+    store = ConfigStore(tmp_path)
+    store.load()
+    outcome = store.apply({"device": {"id": word}}, rev=1)
+    assert not outcome.applied
+    assert outcome.errors == [{"loc": "device.id", "msg": f"'{word}' is a fleet topic word "
+                               f"(<prefix>/{word}/…), not a box id"}]
+    assert ConfigStore(tmp_path).load().device.id == ""  # the running config is unchanged
+    assert store.apply({"device": {"id": f"{word}-1"}}, rev=2).applied  # only the word itself

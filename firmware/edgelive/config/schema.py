@@ -225,12 +225,25 @@ class MqttConfig(Section):
                                       "tele/pusher and tele/player messages.")
 
 
+RESERVED_DEVICE_IDS = frozenset({"grp", "all", "reply"})
+"""The topic words the fleet uses beside box ids (fleet/topics.py: group, broadcast and
+operator-answer subtrees); under the broker ACL a box with one of them as its id would own
+that subtree."""
+
+
 class DeviceConfig(Section):
     id: str = Field("", pattern=r"^[A-Za-z0-9_\-]*$", description="Box id in topics; empty "
                     "= derived from the board serial.")
     name: str = Field("", description="Human-readable name (Home Assistant).")
     groups: list[str] = Field(default_factory=list, description="Fleet groups this box "
                               "answers group commands for.")
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_topic_word(cls, v: str) -> str:
+        if v in RESERVED_DEVICE_IDS:
+            raise ValueError(f"'{v}' is a fleet topic word (<prefix>/{v}/…), not a box id")
+        return v
 
 
 class LedsConfig(Section):
