@@ -245,8 +245,7 @@ class SenderStats:
     tcp: TcpReadings | None = None
     """The connection's TCP_INFO at the time of these stats."""
     wire_kbps: float | None = None
-    """What the server acknowledged since the previous stats, everything counted (or the
-    kernel's delivery rate when that is higher and was measured on a full link)."""
+    """What the server acknowledged since the previous stats, everything counted."""
     overhead: float = 1.0
     """Bytes on the wire per media byte since the previous stats (FLV and RTMP framing)."""
     stale_frames: int = 0
@@ -393,10 +392,10 @@ class PacketSender:
         if tcp is None or previous is None or tcp.at <= previous[0].at:
             return None, self._overhead
         before, media_before = previous
-        acked_kbps = (tcp.acked_bytes - before.acked_bytes) * 8 / 1000 / (tcp.at - before.at)
-        # A box that sent little (the CPU stalled, a still scene) had little acknowledged:
-        # the kernel's delivery rate, when it measured a full link, says what the link does.
-        self._wire_kbps = max(acked_kbps, 0.0 if tcp.app_limited else tcp.delivery_kbps)
+        # Not the kernel's delivery-rate sample: one ACK's worth, it reads up to 1.7× a
+        # tbf-shaped link (ACKs of a burst arrive together) and the target followed it.
+        self._wire_kbps = (tcp.acked_bytes - before.acked_bytes) * 8 / 1000 / (
+            tcp.at - before.at)
         if media - media_before > 4096:  # enough to tell framing from noise
             ratio = (tcp.relayed_bytes - before.relayed_bytes) / (media - media_before)
             self._overhead = min(1.5, max(1.0, ratio))
