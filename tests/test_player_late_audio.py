@@ -119,11 +119,9 @@ def test_sound_that_starts_after_the_first_picture_is_played(
         assert p.player is not None
         time.sleep(1.1)  # a netstatus second of its own
         assert p.player.netstatus["audioBitrate"] > 0, p.player.netstatus
-        # no second start of the stream: the sound joins the same playback ...
+        # no second start of the stream: the sound joins the same playback
         assert [c for c in p.codes() if c in (2001, 2002, 2003, 2004)] == [2001, 2002, 2003,
                                                                            2004]
         assert Code.PLAY_WARNING_RECONNECT not in p.codes()
-        # the new connection took over on the same timeline: pictures never stopped
-        assert Code.PLAY_EVT_PLAY_LOADING not in p.codes(), p.codes()
     finally:
         publisher.stop()
