@@ -142,6 +142,7 @@ case "$from" in
   *.xz) xz -dc "$from" | cp --sparse=always /dev/stdin "$img" ;;
   *) cp --sparse=always "$from" "$img" ;;
 esac
+chmod 0644 "$img"   # from a pipe, cp makes it 0600
 [ "$from" != "$out/debian-arm64.img" ] || rm "$from"
 "$here/customize.sh" "$img" "$out/wheels"
 ls -l --block-size=M "$img"
