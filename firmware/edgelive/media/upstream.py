@@ -344,6 +344,11 @@ class Upstream:
         self._closing.set()
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
+        if self._listener is not None:
+            # wakes an accept() still waiting for FFmpeg (an attempt that failed before it
+            # connected), which the wake byte does not reach
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
