@@ -114,6 +114,25 @@ gid=$(in_root getent group edgelive | cut -d: -f3)
 for unit in edgelive.service edgelive-reboot.path edgelive-reboot.service; do
   install -D -m 0644 "$repo/systemd/$unit" "$root/etc/systemd/system/$unit"
 done
+# Updates (docs/updates.md): the venv is the first release, current and good point at it;
+# the service owns the slots and links, root the keys (ReadOnlyPaths= in the unit). The key
+# is $EDGELIVE_RELEASE_PUB, else a development pair made once beside the image.
+version=$(in_root /opt/edgelive/venv/bin/python -c 'import edgelive; print(edgelive.__version__)')
+slot="$root/opt/edgelive/releases/$version"
+install -d "$slot/bin" "$root/opt/edgelive/keys" "$root/opt/edgelive/downloads"
+printf '#!/bin/sh\n# edgelive %s, the release the image came with\nexec /opt/edgelive/venv/bin/edgelive "$@"\n' \
+  "$version" > "$slot/bin/edgelive"
+chmod 755 "$slot/bin/edgelive"
+ln -sfn "releases/$version" "$root/opt/edgelive/current"
+ln -sfn "releases/$version" "$root/opt/edgelive/good"
+pub=${EDGELIVE_RELEASE_PUB:-$(dirname "$img")/release-dev.pub}
+if [ -z "${EDGELIVE_RELEASE_PUB:-}" ] && [ ! -f "$pub" ]; then
+  echo "customize.sh: EDGELIVE_RELEASE_PUB not set: a development key pair beside the image" >&2
+  "$python" -m edgelive release keygen --out "${pub%.pub}" >/dev/null
+fi
+install -m 0644 "$pub" "$root/opt/edgelive/keys/release.pub"
+in_root chown -R edgelive:edgelive /opt/edgelive/releases /opt/edgelive/downloads
+in_root chown edgelive:edgelive /opt/edgelive
 mkdir -p "$root/usr/share/edgelive" "$root/opt/edgelive"
 rm -rf "$root/usr/share/edgelive/board" "$root/opt/edgelive/docs"
 cp -r "$repo/board" "$root/usr/share/edgelive/board"

@@ -4,6 +4,9 @@ slots are bare directories with a launcher file, which is all the links look at)
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 from edgelive.update.bundle import Manifest, box_target, build_bundle, load_private_key
 from edgelive.update.slots import CONFIG_SNAPSHOT, MAX_STARTS, InstallError, Record, Slots
 from tests.test_release_bundle import edgelive_cli
+from tests.test_unit_security import unit_settings
 
 
 @pytest.fixture
@@ -89,3 +93,24 @@ def test_a_bundle_pip_cannot_install_changes_nothing(slots: Slots, tmp_path: Pat
     assert sorted(p.name for p in slots.releases.iterdir() if not p.name.startswith(".")) \
         == ["1.0", "2.0"]
     assert slots.current() == slots.good() == "1.0"
+
+
+def test_the_unit_starts_current_after_the_good_release_guard(slots: Slots,
+                                                              tmp_path: Path) -> None:
+    """systemd/edgelive.service as docs/updates.md says: the guard from `good` before each
+    start, then `current`; the guard's command line, run here, rolls a crash loop back."""
+    unit = unit_settings("edgelive.service")
+    root = unit["Environment"][[e.split("=")[0] for e in unit["Environment"]]
+                               .index("EDGELIVE_UPDATE_ROOT")].partition("=")[2]
+    [pre] = unit["ExecStartPre"]
+    [start] = unit["ExecStart"]
+    assert start.startswith(f"{root}/current/bin/edgelive run ")
+    assert pre.startswith(f"-{root}/good/bin/edgelive release guard ")
+    assert root in unit["ReadWritePaths"] and f"{root}/keys" in unit["ReadOnlyPaths"]
+    slots.begin(Record("2.0", "1.0"), tmp_path)
+    argv = [sys.executable, "-m", "edgelive", *shlex.split(pre)[1:]]
+    argv = [arg.replace(root, str(slots.root)).replace("${STATE_DIRECTORY}", str(tmp_path))
+            for arg in argv]
+    outputs = [subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+               .stdout.strip() for _ in range(MAX_STARTS + 1)]
+    assert outputs[-1] == "rolled back from 2.0 to 1.0" and slots.current() == "1.0"
