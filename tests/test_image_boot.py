@@ -5,10 +5,11 @@ scratch under qemu-user, about 2 min when the Debian base is cached). It boots o
 module: an `edgelive.toml` goes onto a copy's FAT partition with mtools, QEMU's virt machine
 runs it (Debian's kernel, software emulation, user networking where the host is 10.0.2.2,
 an i6300ESB watchdog), and the tests below check, in order, from the host what an operator
-sees: the box online on the broker with its stream at the ingest, the boot file imported
-with its secrets taken out, config and commands answered (logs from the journal), health
-telemetry and the hardware watchdog, then a reboot by command (offline, back online,
-streaming again) and last the power button. All of it runs under the hardened unit.
+sees: the box online on the broker with its stream at the ingest, config and commands
+answered (logs from the journal), health telemetry and the hardware watchdog, a reboot by
+command (offline, back online, streaming again), and last the power button, after which the
+FAT shows the boot file imported with its secrets taken out. All of it under the hardened
+unit.
 The Pi-only parts (camera, codec, LEDs, HDMI, throttling) are in docs/hardware-checklist.md.
 """
 
@@ -40,7 +41,7 @@ FAT_OFFSET = "@@4M"  # image-build/genimage.cfg puts the FAT partition at 4 MiB
 HOST = "10.0.2.2"  # the host as QEMU's user network shows it to the guest
 BOX = "qemu-box"
 STREAM_KEY = "qemu-secret-key"
-BOOT_S = 240  # power-on to MQTT online, software emulation on a loaded machine
+BOOT_S = 420  # power-on to MQTT online: 60–200 s under software emulation, more on a busy machine
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +75,9 @@ class Machine:
                 "-m", "1024", "-display", "none", "-serial", f"file:{self.console}",
                 "-monitor", f"unix:{self.monitor},server,nowait",
                 "-kernel", str(IMAGE_DIR / "vmlinuz"), "-initrd", str(IMAGE_DIR / "initrd.img"),
-                "-append", "root=LABEL=RASPIROOT ro console=ttyAMA0 "
+                # fsck.mode=skip: checking two clean file systems takes a Pi a second and
+                # emulation a minute, at each of the two boots
+                "-append", "root=LABEL=RASPIROOT ro console=ttyAMA0 fsck.mode=skip "
                            "systemd.journald.forward_to_console=1",
                 "-drive", f"file={disk},format=raw,if=virtio", "-nic", "user,model=virtio-net-pci",
                 "-device", "i6300esb"],  # a hardware watchdog for systemd's RuntimeWatchdogSec
@@ -232,18 +235,6 @@ def test_boots_joins_the_fleet_and_streams(machine: Machine,
     assert {"codec_name": "h264", "width": 320, "height": 180} in streams, probe.stderr
 
 
-def test_first_boot_imported_the_boot_file_without_its_secrets(machine: Machine) -> None:
-    """The hardened unit could still rewrite the FAT file (ReadWritePaths=/boot/firmware)."""
-    assert fat_file(machine.disk, "edgelive.toml") is None
-    retired = fat_file(machine.disk, "edgelive.imported.toml")
-    assert retired is not None and f'id = "{BOX}"' in retired
-    assert STREAM_KEY not in retired
-    # What a Pi's boot loader reads from the same partition.
-    config_txt = fat_file(machine.disk, "config.txt") or ""
-    assert "[pi4]" in config_txt and "gpu_mem=128" in config_txt
-    assert "root=LABEL=RASPIROOT" in (fat_file(machine.disk, "cmdline.txt") or "")
-
-
 @pytest.mark.timeout(300)
 def test_config_commands_and_logs_from_the_journal(
         machine: Machine, servers: tuple[Mosquitto, NginxRtmp]) -> None:
@@ -287,7 +278,7 @@ def test_health_telemetry_and_the_hardware_watchdog(
     assert "watchdog0" in console and "i6300ESB" in console, machine.log_tail()
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_reboot_by_command_goes_offline_and_comes_back_streaming(
         machine: Machine, servers: tuple[Mosquitto, NginxRtmp]) -> None:
     mosquitto, nginx = servers
@@ -327,3 +318,14 @@ def test_power_button_shuts_down_and_the_box_says_offline(
 
     asyncio.run(scenario())
     assert machine.proc.wait(timeout=120) == 0, machine.log_tail()
+    # Read once QEMU has stopped: the guest's FAT is only consistent on the host after that.
+    # First boot imported the file and rewrote it without the stream key (the hardened unit
+    # may write there: ReadWritePaths=/boot/firmware).
+    assert fat_file(machine.disk, "edgelive.toml") is None
+    retired = fat_file(machine.disk, "edgelive.imported.toml")
+    assert retired is not None and f'id = "{BOX}"' in retired, retired
+    assert STREAM_KEY not in retired
+    # What a Pi's boot loader reads from the same partition.
+    config_txt = fat_file(machine.disk, "config.txt") or ""
+    assert "[pi4]" in config_txt and "gpu_mem=128" in config_txt
+    assert "root=LABEL=RASPIROOT" in (fat_file(machine.disk, "cmdline.txt") or "")
