@@ -15,7 +15,7 @@ import pytest
 
 from edgelive.bench.netlab import ShapedLink
 from edgelive.media.rtmp_out import RtmpOutput
-from edgelive.media.upstream import CHUNK, NOTSENT_LOWAT
+from edgelive.media.upstream import CHUNK, NOTSENT_LOWAT, server_tc_url
 from tests.flvprobe import probe
 from tests.relay import Relay
 from tests.servers import NginxRtmp
@@ -42,6 +42,23 @@ def test_rtmps_publishes_through_a_tls_front(nginx: NginxRtmp, encoders,  # noqa
     result = probe(nginx.recordings("secure")[-1])
     assert result.stream("video")["codec_name"] == "h264"
     assert len(nginx.recordings("secure")) == 1
+    # the server is told the address the box published to, not the relay's loopback one
+    assert nginx.published()[-1]["tcurl"] == f"rtmps://127.0.0.1:{front.port}/live"
+
+
+def test_the_server_sees_the_urls_own_tcurl_and_stream_name(nginx: NginxRtmp,
+                                                            encoders) -> None:  # noqa: F811
+    video, audio = encoders
+    output = RtmpOutput(video.params, audio.params)
+    output.open(nginx.url("named?token=abc"))
+    push(output, video, audio, 10)
+    output.close()
+    announced = nginx.published()[-1]
+    assert announced["tcurl"] == f"rtmp://127.0.0.1:{nginx.port}/live", announced
+    assert (announced["app"], announced["name"], announced["token"]) == ("live", "named", "abc")
+    assert server_tc_url("rtmp://example.com/app/instance/key") == \
+        "rtmp://example.com:1935/app/instance"
+    assert server_tc_url("rtmps://[::1]/live/key") == "rtmps://[::1]:443/live"
 
 
 PUSH_IN_NAMESPACE = """

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -70,7 +71,8 @@ class _Daemon:
 
 
 class NginxRtmp(_Daemon):
-    """nginx with libnginx-mod-rtmp: `live` application records every publish to FLV."""
+    """nginx with libnginx-mod-rtmp: `live` application records every publish to FLV and
+    logs what each publisher announced (`published()`)."""
 
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir
@@ -96,11 +98,14 @@ rtmp {{
       record all;
       record_path {self.record_dir};
       record_unique on;
+      notify_method get;
+      on_publish http://127.0.0.1:{self.http_port}/on_publish;
     }}
   }}
 }}
 http {{
   access_log off;
+  log_format publish '$args';
   client_body_temp_path {workdir}/tmp;
   proxy_temp_path {workdir}/tmp;
   fastcgi_temp_path {workdir}/tmp;
@@ -109,6 +114,10 @@ http {{
   server {{
     listen 127.0.0.1:{self.http_port};
     location /stat {{ rtmp_stat all; }}
+    location /on_publish {{
+      access_log {workdir}/logs/publish.log publish;
+      return 204;
+    }}
   }}
 }}
 """)
@@ -134,6 +143,13 @@ http {{
 
     def recordings(self, name: str = "cam") -> list[Path]:
         return sorted(self.record_dir.glob(f"{name}*.flv"), key=lambda p: p.stat().st_mtime)
+
+    def published(self) -> list[dict[str, str]]:
+        """Every publish so far as nginx-rtmp was told it (name, app, tcurl, addr …)."""
+        log = self.dir / "logs" / "publish.log"
+        if not log.exists():
+            return []
+        return [dict(urllib.parse.parse_qsl(line)) for line in log.read_text().splitlines()]
 
 
 class Mosquitto(_Daemon):

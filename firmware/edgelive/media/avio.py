@@ -54,7 +54,11 @@ def _libavformat() -> ctypes.CDLL:
     lib = ctypes.CDLL(name)
     pointer = ctypes.POINTER(ctypes.c_void_p)
     lib.avio_open2.argtypes = [pointer, ctypes.c_char_p, ctypes.c_int,
-                               ctypes.POINTER(_InterruptCB), ctypes.c_void_p]
+                               ctypes.POINTER(_InterruptCB), pointer]
+    # libavutil's, found through libavformat's dependencies
+    lib.av_dict_set.argtypes = [pointer, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+    lib.av_dict_free.argtypes = [pointer]
+    lib.av_dict_free.restype = None
     lib.avio_write.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
     lib.avio_write.restype = None
     lib.avio_flush.argtypes = [ctypes.c_void_p]
@@ -67,13 +71,15 @@ class AvioWriter:
     """A connected output URL that takes bytes (`write`) like a file opened for writing.
 
     `open_timeout` bounds the connect and handshake (FFmpeg's RTMP would wait for a silent
-    server forever); `abandon()` returning True stops whatever FFmpeg is waiting for.
+    server forever); `abandon()` returning True stops whatever FFmpeg is waiting for;
+    `options` are the protocol's own (e.g. RTMP's `rtmp_tcurl`).
     Raises what PyAV raises for the URL (ConnectionRefusedError, TimeoutError, …, with
     FFmpeg's last log line, such as the server's reason, in the message).
     """
 
     def __init__(self, url: str, open_timeout: float,
-                 abandon: Callable[[], bool] = lambda: False) -> None:
+                 abandon: Callable[[], bool] = lambda: False,
+                 options: dict[str, str] | None = None) -> None:
         self._lib = _libavformat()
         self._abandon = abandon
         self._deadline = time.monotonic() + open_timeout
@@ -81,8 +87,15 @@ class AvioWriter:
         # Kept on the object: FFmpeg calls it for as long as the context is open.
         self._interrupt = _InterruptCB(_Interrupt(self._interrupted), None)
         self._pb = ctypes.c_void_p()
-        result = self._lib.avio_open2(ctypes.byref(self._pb), url.encode(), AVIO_FLAG_WRITE,
-                                      ctypes.byref(self._interrupt), None)
+        settings = ctypes.c_void_p()  # an AVDictionary
+        for key, value in (options or {}).items():
+            self._lib.av_dict_set(ctypes.byref(settings), key.encode(), value.encode(), 0)
+        try:
+            result = self._lib.avio_open2(ctypes.byref(self._pb), url.encode(),
+                                          AVIO_FLAG_WRITE, ctypes.byref(self._interrupt),
+                                          ctypes.byref(settings))
+        finally:
+            self._lib.av_dict_free(ctypes.byref(settings))  # what the protocol did not take
         self._deadline = None
         av.error.err_check(result, url)
 

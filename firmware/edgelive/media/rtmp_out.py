@@ -37,7 +37,7 @@ from av.codec.context import Flags
 from edgelive.codes import Code
 from edgelive.media.avio import AvioWriter
 from edgelive.media.encode import StreamParams
-from edgelive.media.upstream import TcpReadings, Upstream, UpstreamError
+from edgelive.media.upstream import TcpReadings, Upstream, UpstreamError, server_tc_url
 from edgelive.redact import redact_text
 
 OPEN_TIMEOUT = 10.0
@@ -140,7 +140,8 @@ class RtmpOutput:
             self._upstream = Upstream(url)
             local_url = self._upstream.connect()
             with av.logging.Capture():
-                self._writer = AvioWriter(local_url, OPEN_TIMEOUT, abandon)
+                self._writer = AvioWriter(local_url, OPEN_TIMEOUT, abandon,
+                                          {"rtmp_tcurl": server_tc_url(url)})
                 # Interleaving would hold a lone stream's packets for up to 10 s (FFmpeg's
                 # default) when the other stream stalls; live output writes them now, and
                 # each packet goes to the connection as soon as it is muxed.

@@ -14,9 +14,9 @@ Owning the socket gives the pusher two things no sysctl-free FFmpeg option does:
   kernel's delivery-rate estimate, bytes acknowledged: the controller's early signals.
 
 The loopback hop is kept small (FFmpeg's socket's send buffer, the relay's receive
-buffer, one chunk in hand), for the same reason. FFmpeg announces the relay's address in
-its tcUrl (nginx-rtmp and the large ingest services read the application from the path
-and the stream key, not the tcUrl's host).
+buffer, one chunk in hand), for the same reason. FFmpeg is told the server's own tcUrl
+(`server_tc_url`), so a server that picks a virtual host or checks a token by it sees what
+a direct publish would have sent, not the relay's loopback address.
 """
 
 from __future__ import annotations
@@ -152,6 +152,20 @@ def local_url(url: str, port: int) -> str:
     stream key."""
     parts = urlsplit(url)
     return urlunsplit(("rtmp", f"127.0.0.1:{port}", parts.path, parts.query, ""))
+
+
+def server_tc_url(url: str) -> str:
+    """The tcUrl FFmpeg would send publishing to `url` directly: scheme, host, port (the
+    default one written out) and application, which is the first path segment, or the first
+    two when the path has more than two (`app/instance/stream`), as FFmpeg splits it."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = parts.port or (RTMPS_PORT if parts.scheme == "rtmps" else RTMP_PORT)
+    segments = parts.path.lstrip("/").split("/")
+    app = "/".join(segments[:2]) if len(segments) > 2 else segments[0]
+    return f"{parts.scheme}://{host}:{port}/{app}"
 
 
 class Upstream:
