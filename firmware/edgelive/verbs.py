@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from edgelive.codes import Code
+
 Target = Literal["pusher", "player", "device"]
 TARGETS: tuple[Target, ...] = ("pusher", "player", "device")
 
@@ -210,6 +212,27 @@ _BY_PATH = {verb.path: verb for verb in VERBS}
 def find(target: str, name: str) -> Verb | None:
     """The verb `target/name`, or None when there is no such command."""
     return _BY_PATH.get(f"{target}/{name}")
+
+
+class CommandError(Exception):
+    """A command is refused or fails: answered with `code` and the message (by the agent,
+    the web console and the workers alike)."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def checked(target: str, name: str, args: dict[str, Any] | None) -> dict[str, Any]:
+    """The arguments of `target/name` checked and normalized (`Verb.parse`); an unknown
+    command or a bad argument raises CommandError (COMMAND_REJECTED)."""
+    verb = find(target, name)
+    if verb is None:
+        raise CommandError(Code.COMMAND_REJECTED, f"unknown command {target}/{name}")
+    try:
+        return verb.parse(args)
+    except ValueError as exc:
+        raise CommandError(Code.COMMAND_REJECTED, str(exc)) from None
 
 
 def names(target: str) -> frozenset[str]:

@@ -29,6 +29,7 @@ from edgelive.fleet import homeassistant, messages
 from edgelive.fleet.messages import Rejected
 from edgelive.fleet.session import Message, MqttSession, SessionSettings, Will
 from edgelive.fleet.topics import HA_STATUS, BoxTopics, ha_discovery
+from edgelive.verbs import CommandError
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,6 @@ class AgentHost(Protocol):
 
     def emit(self, code: Code, msg: str, **detail: Any) -> None:
         """Emit a device event (the agent's MQTT and config events go through here)."""
-
-
-class CommandError(Exception):
-    """A host refuses or fails a command: answered with `code` and the message."""
-
-    def __init__(self, code: Code, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from edgelive.codes import Code, Source
 from edgelive.config.schema import MqttConfig
 from edgelive.config.store import ApplyResult, ConfigStore, redacted
 from edgelive.events import EventLog, now_ms
-from edgelive.fleet.agent import AgentIdentity, CommandError, FleetAgent
+from edgelive.fleet.agent import AgentIdentity, FleetAgent
+from edgelive.verbs import CommandError
 
 # verb → state it leaves the worker in (None: state unchanged)
 _PUSHER = {"start": "pushing", "stop": "idle", "pause": "waiting", "resume": "pushing",
@@ -89,13 +90,7 @@ class SimulatedHost:
 
     async def handle_command(self, target: str, verb: str,
                              args: dict[str, Any]) -> dict[str, Any]:
-        spec = verbs.find(target, verb)
-        if spec is None:
-            raise CommandError(Code.COMMAND_REJECTED, f"unknown command {target}/{verb}")
-        try:
-            args = spec.parse(args)
-        except ValueError as exc:
-            raise CommandError(Code.COMMAND_REJECTED, str(exc)) from None
+        args = verbs.checked(target, verb, args)
         if target == "pusher":
             self.pusher = _PUSHER[verb] or self.pusher
         elif target == "player":

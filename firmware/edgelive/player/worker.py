@@ -34,6 +34,7 @@ from edgelive.player.playback import AudioOut, Playback
 from edgelive.player.screen import ScreenState, compose, debug_lines, screen_state
 from edgelive.policy.buffer import PLAY_STALL_LAG, targets_for
 from edgelive.policy.reconnect import ReconnectPolicy
+from edgelive.verbs import CommandError
 
 REPORT_INTERVAL = 1.0
 MAX_WAIT = 0.1
@@ -44,12 +45,6 @@ STREAM_KEYS = ("src", "pip_src", "backup_src", "picture_in_picture_mode", "mode"
 _FEED_TO_STATE = {"connecting": "connecting", "playing": "playing", "ended": "connecting",
                   "reconnecting": "reconnecting", "disconnected": "reconnecting",
                   "stopped": "stopped", "idle": "connecting"}
-
-
-class CommandError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Player:
@@ -258,13 +253,7 @@ class Player:
             except ValueError as exc:
                 raise CommandError(Code.CONFIG_REJECTED, str(exc)) from None
             return self.state()
-        spec = verbs.find("player", verb)
-        if spec is None:
-            raise CommandError(Code.COMMAND_REJECTED, f"unknown verb {verb!r}")
-        try:
-            args = spec.parse(args)
-        except ValueError as exc:
-            raise CommandError(Code.COMMAND_REJECTED, str(exc)) from None
+        args = verbs.checked("player", verb, args)
         if verb == "play":
             src = str(args.get("src") or self.config.src)
             if not src:

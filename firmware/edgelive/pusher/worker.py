@@ -38,6 +38,7 @@ from edgelive.pusher.adapt import Adapter
 from edgelive.pusher.netstatus import CpuMeter, RateMeter, debug_lines, netstatus
 from edgelive.pusher.scene import WAITING_KBPS, CameraOpener, Picture, Scene, Why
 from edgelive.pusher.session import Link, LinkState
+from edgelive.verbs import CommandError
 
 if TYPE_CHECKING:
     from edgelive.hw.audio import AudioSource
@@ -46,14 +47,6 @@ log = logging.getLogger(__name__)
 
 NetstatusCallback = Callable[[dict[str, Any]], None]
 StateCallback = Callable[[str], None]
-
-
-class CommandError(Exception):
-    """A command cannot be carried out; `code` goes into the response."""
-
-    def __init__(self, message: str, code: Code = Code.COMMAND_REJECTED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Pusher:
@@ -160,14 +153,14 @@ class Pusher:
     def snapshot(self, timeout: float = 3.0) -> tuple[bytes, int]:
         """JPEG of the next picture sent (camera or waiting image) and its capture time."""
         if self._phase != "running":
-            raise CommandError("not pushing: no picture to take")
+            raise CommandError(Code.COMMAND_REJECTED, "not pushing: no picture to take")
         future: Future[tuple[bytes, int]] = Future()
         with self._lock:
             self._snapshots.append(future)
         try:
             return future.result(timeout)
         except TimeoutError:
-            raise CommandError("no picture within the time limit") from None
+            raise CommandError(Code.COMMAND_REJECTED, "no picture within the time limit") from None
 
     def handle_command(self, verb: str, args: dict[str, Any]) -> dict[str, Any]:
         """Carry out one protocol command; returns its result or raises CommandError."""
@@ -182,9 +175,9 @@ class Pusher:
             try:
                 position = self.scene.switch_camera(args.get("position"))
             except ValueError as exc:
-                raise CommandError(str(exc)) from None
+                raise CommandError(Code.COMMAND_REJECTED, str(exc)) from None
             except CameraError as exc:
-                raise CommandError(str(exc), Code.PUSH_ERR_OPEN_CAMERA_FAIL) from None
+                raise CommandError(Code.PUSH_ERR_OPEN_CAMERA_FAIL, str(exc)) from None
             self.config = self.config.model_copy(update={"device_position": position})
             return {"state": self.state, "position": position}
         elif verb == "preview":  # from the supervisor only: {"socket": path, or "" = off}
@@ -199,7 +192,7 @@ class Pusher:
             self.events.emit(Code.SNAPSHOT_TAKEN, "snapshot taken", ts=capture_ms)
             return {"jpeg": jpeg, "ts": capture_ms}
         else:
-            raise CommandError(f"unknown command {verb!r}")
+            raise CommandError(Code.COMMAND_REJECTED, f"unknown command {verb!r}")
         return {"state": self.state, "waiting": self.scene.reasons}
 
     # -- the session
@@ -288,7 +281,7 @@ class Pusher:
             self._phase = "failed" if ending in ("fail", "gave_up") else "stopped"
             waiting, self._snapshots = self._snapshots, []
         for future in waiting:
-            future.set_exception(CommandError("the push ended"))
+            future.set_exception(CommandError(Code.COMMAND_REJECTED, "the push ended"))
         if ending == "stop":
             self.events.emit(Code.PUSH_STOPPED, "push stopped")
         self.done.set()
@@ -390,7 +383,8 @@ class Pusher:
             jpeg = encode_jpeg(image.still() if isinstance(image, FedPicture) else image)
         except (av.FFmpegError, ValueError, CameraError) as exc:
             for future in waiting:
-                future.set_exception(CommandError(f"JPEG encoding failed: {exc}"))
+                future.set_exception(CommandError(Code.COMMAND_REJECTED,
+                                                  f"JPEG encoding failed: {exc}"))
             return
         for future in waiting:
             future.set_result((jpeg, picture.capture_ms))

@@ -32,12 +32,13 @@ from edgelive.config.store import (
     to_document,
 )
 from edgelive.events import Event, EventLog
-from edgelive.fleet.agent import AgentIdentity, CommandError, FleetAgent
+from edgelive.fleet.agent import AgentIdentity, FleetAgent
 from edgelive.hw.board import BoardProfile, default_device_id
 from edgelive.sdnotify import Notifier, watchdog_interval
 from edgelive.supervisor import care
 from edgelive.supervisor.indicators import Indicators
 from edgelive.update.service import Updater, UpdateRefused
+from edgelive.verbs import CommandError
 from edgelive.workers import WorkerError, WorkerProcess, worker_argv
 
 if TYPE_CHECKING:
@@ -391,13 +392,7 @@ class Supervisor:
 
     async def handle_command(self, target: str, verb: str,
                              args: dict[str, Any]) -> dict[str, Any] | None:
-        spec = verbs.find(target, verb)
-        if spec is None:
-            raise CommandError(Code.COMMAND_REJECTED, f"unknown command {target}/{verb}")
-        try:
-            args = spec.parse(args)
-        except ValueError as exc:
-            raise CommandError(Code.COMMAND_REJECTED, str(exc)) from None
+        args = verbs.checked(target, verb, args)
         if target == "device":
             return await self._device_command(verb, args)
         slot = self._slots[target]

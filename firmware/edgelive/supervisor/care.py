@@ -30,10 +30,10 @@ from typing import Any, Protocol
 from edgelive.codes import Code
 from edgelive.config.schema import EdgeliveConfig
 from edgelive.events import EventLog
-from edgelive.fleet.agent import CommandError
 from edgelive.hw.health import HealthReader, Reading
 from edgelive.policy.health import Change, Condition, HealthPolicy, Limits
 from edgelive.redact import redact_text
+from edgelive.verbs import CommandError
 
 log = logging.getLogger(__name__)
 

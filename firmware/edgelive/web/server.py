@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 from edgelive import verbs
 from edgelive.codes import DESCRIPTIONS, Code
 from edgelive.config.schema import WebConfig
-from edgelive.fleet.agent import CommandError
+from edgelive.verbs import CommandError
 from edgelive.web import forms
 from edgelive.web.auth import LoginLimiter, Sessions, read_passwd, verify_password
 from edgelive.web.preview import PreviewHub
