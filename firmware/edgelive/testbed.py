@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -179,3 +180,12 @@ class Mosquitto(_Daemon):
 
     def _argv(self) -> list[str]:
         return [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(self.conf)]
+
+
+def start_box(state_dir: Path) -> subprocess.Popen[bytes]:
+    """`edgelive run` on `state_dir`'s config.toml, as a benchmark measures it: mock GPIO,
+    no sound device, no boot file, warnings only."""
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "SDL_AUDIODRIVER": "dummy"}
+    return subprocess.Popen([sys.executable, "-m", "edgelive", "run", "--state-dir",
+                             str(state_dir), "--boot-file", str(state_dir / "none.toml"),
+                             "--log-level", "WARNING"], env=env)

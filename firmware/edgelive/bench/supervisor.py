@@ -8,7 +8,6 @@ libraries, the floor any Python supervisor pays. Target: supervisor RSS ≤ 50 M
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from typing import Any
 import psutil
 import tomli_w
 
-from edgelive.testbed import Mosquitto, NginxRtmp
+from edgelive.testbed import Mosquitto, NginxRtmp, start_box
 
 FLOOR_IMPORTS = "import asyncio, json, paho.mqtt.client, pydantic, gpiozero, time; time.sleep(3)"
 
@@ -52,10 +51,7 @@ def run(seconds: float = 20.0) -> dict[str, Any]:
                 "player": {"src": url, "autoplay": True, "sink": "none", "mode": "RTC"},
                 "mqtt": {"host": broker.host, "port": broker.port},
                 "device": {"id": "bench-box"}}))
-            env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "SDL_AUDIODRIVER": "dummy"}
-            box = subprocess.Popen([sys.executable, "-m", "edgelive", "run", "--state-dir",
-                                    str(state), "--boot-file", str(work / "none.toml"),
-                                    "--log-level", "WARNING"], env=env)
+            box = start_box(state)
             try:
                 samples = _sample(psutil.Process(box.pid), seconds)
             finally:

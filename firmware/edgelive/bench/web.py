@@ -10,10 +10,7 @@ Goal: the preview adds ≤ 5 % of one core to the supervisor.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +20,7 @@ import aiohttp
 import psutil
 import tomli_w
 
-from edgelive.testbed import NginxRtmp, free_port, wait_port
+from edgelive.testbed import NginxRtmp, free_port, start_box, wait_port
 from edgelive.web.auth import write_passwd
 
 PASSWORD = "bench-password"
@@ -44,10 +41,7 @@ def run(seconds: float = 10.0, runs: int = 3, size: str = "1280x720",
                        "fps": fps, "mode": "FHD", "audio-device": "none", "autopush": True},
             "web": {"enabled": True, "bind": "127.0.0.1", "port": port},
             "device": {"id": "bench-box"}}))
-        env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "SDL_AUDIODRIVER": "dummy"}
-        box = subprocess.Popen([sys.executable, "-m", "edgelive", "run", "--state-dir",
-                                str(state), "--boot-file", str(work / "none.toml"),
-                                "--log-level", "WARNING"], env=env)
+        box = start_box(state)
         try:
             wait_port("127.0.0.1", port, timeout=60)
             phases = asyncio.run(_measure(psutil.Process(box.pid),
