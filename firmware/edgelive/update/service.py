@@ -27,13 +27,6 @@ from edgelive.codes import Code
 from edgelive.config.schema import EdgeliveConfig
 from edgelive.events import Event, EventLog
 from edgelive.policy.probation import Expect, Probation, Signals, Verdict
-from edgelive.update.bundle import (
-    MAX_BUNDLE_BYTES,
-    BundleError,
-    load_public_keys,
-    verify_bundle,
-)
-from edgelive.update.fetch import DownloadError, download
 from edgelive.update.slots import InstallError, Record, Slots, atomic_write
 
 log = logging.getLogger(__name__)
@@ -162,6 +155,16 @@ class Updater:
         return {"accepted": True, "version": args["version"], "from": __version__}
 
     async def _update(self, slots: Slots, args: dict[str, Any]) -> None:
+        # Imported when an update runs: aiohttp and cryptography would otherwise add about
+        # 20 MB to every supervisor for a command it takes a few times a year.
+        from edgelive.update.bundle import (
+            MAX_BUNDLE_BYTES,
+            BundleError,
+            load_public_keys,
+            verify_bundle,
+        )
+        from edgelive.update.fetch import DownloadError, download
+
         version, sha256 = str(args["version"]), str(args["sha256"]).lower()
         events = self._host.events
         stage = "download"
