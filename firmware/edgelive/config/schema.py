@@ -263,11 +263,9 @@ class ButtonConfig(Section):
 
 class UpdateConfig(Section):
     health_timeout: float = Field(120.0, ge=10, le=3600, description="Seconds a new release "
-                                  "has, from its start, to be healthy again (supervisor ready, "
-                                  "MQTT online when configured, the pusher live / the player "
-                                  "playing when they ran before) before it rolls back by "
-                                  "itself; `device/update`'s `health_timeout` overrides it "
-                                  "for one update (docs/updates.md).")
+                                  "has from its start to be healthy again (ready, online, "
+                                  "streaming as before) before it rolls back by itself; see "
+                                  "docs/updates.md.")
 
 
 class WebConfig(Section):
