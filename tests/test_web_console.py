@@ -278,7 +278,9 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     assert answer.answers[BOX]["ok"] is True
     wait.until(lambda d: shown(d, "st-pusher") == "stopped")
     assert time.monotonic() - answered <= 1.0
-    assert "PUSH_STOPPED" in shown(browser, "event-list")
+    # the worker's stop event follows its state line by a moment
+    wait.until(lambda d: "PUSH_STOPPED" in shown(d, "event-list"))
+    assert time.monotonic() - answered <= 2.0
     Select(browser.find_element(By.ID, "ev-src")).select_by_visible_text("device")
     sources = {e.text for e in browser.find_elements(By.CSS_SELECTOR, "#event-list .src")}
     assert sources == {"device"}
