@@ -150,6 +150,8 @@ def test_edgelive_status_reads_the_running_box(mosquitto: Mosquitto, run_box,
     assert "mqtt: connected" in out.stdout
     assert "pusher: off" in out.stdout
     assert "READY" in out.stdout
+    health = next(line for line in out.stdout.splitlines() if line.startswith("health: "))
+    assert "MB free" in health and "PROBLEM" not in health, health  # this PC's disk and RAM
     proc.terminate()
     proc.wait(timeout=10)
     out = subprocess.run([sys.executable, "-m", "edgelive", "status", "--state-dir",

@@ -77,6 +77,23 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health_line(health: dict[str, Any]) -> str:
+    """`health: 52.1 °C | disk 1210 MB free (61.0 %) | memory 610/960 MB free`, then what is
+    wrong (THERMAL_THROTTLED, DISK_LOW), each part only when the box can read it."""
+    parts = []
+    if health.get("socTemp") is not None:
+        parts.append(f"{health['socTemp']} °C")
+    if health.get("diskFreeMB") is not None:
+        parts.append(f"disk {health['diskFreeMB']} MB free ({health.get('diskFreePct')} %)")
+    if health.get("memAvailableMB") is not None:
+        parts.append(f"memory {health['memAvailableMB']}/{health.get('memTotalMB')} MB free")
+    problems = [name for name, on in (("under-voltage", health.get("underVoltage")),
+                                      ("throttled", health.get("thermal")),
+                                      ("disk low", health.get("disk_low"))) if on]
+    return "health: " + (" | ".join(parts) or "not read yet") + (
+        "   PROBLEM: " + ", ".join(problems) if problems else "")
+
+
 def _format(status: dict[str, Any]) -> str:
     lines = [f"edgelive {status['version']} on {status['board']} — up "
              f"{status['uptime']:.0f} s, LEDs: {status['leds']}",
@@ -91,6 +108,7 @@ def _format(status: dict[str, Any]) -> str:
                      f"{net.get('videoFPS')} fps | video {net.get('videoBitrate')} kbps | "
                      f"net {net.get('netSpeed')} kbps")
         lines.append(line)
+    lines.append(_health_line(status.get("health") or {}))
     lines.append("recent events:")
     for event in status["events"][-10:]:
         stamp = time.strftime("%H:%M:%S", time.localtime(event["ts"] / 1000))
