@@ -274,7 +274,11 @@ def test_health_telemetry_and_the_hardware_watchdog(
     # QEMU's virt machine has no thermal zone and no Pi firmware; disk and memory are real
     assert reading["socTemp"] is None and reading["throttled"] is None, reading
     assert 700 < reading["memTotalMB"] < 1024 and reading["diskFreeMB"] > 50, reading
-    console = machine.console.read_text(errors="replace")
+    # systemd says so once the i6300ESB driver has loaded, which can come after the stream
+    deadline = time.monotonic() + 90
+    while not ("watchdog0" in (console := machine.console.read_text(errors="replace"))
+               and "i6300ESB" in console) and time.monotonic() < deadline:
+        time.sleep(1)
     assert "watchdog0" in console and "i6300ESB" in console, machine.log_tail()
 
 
