@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.netns,
                                  reason="needs root for ip netns, veth and tc")]
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.flaky(reruns=1)
+@pytest.mark.timeout(480)
 def test_latency_stays_bounded_when_the_link_drops_and_the_target_climbs_back(
         shaped_link: ShapedLink, tmp_path: Path) -> None:  # noqa: F811
     scenario = SCENARIOS[0]

@@ -91,6 +91,7 @@ LINK_KBPS = 400
 @pytest.mark.slow
 @pytest.mark.netns
 @pytest.mark.timeout(120)
+@pytest.mark.flaky(reruns=1)
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for ip netns, veth and tc")
 def test_readings_over_a_shaped_link_without_the_sysctl(tmp_path: Path) -> None:
     """Pushing twice what a 400 kbit/s link carries: the socket holds little unsent data

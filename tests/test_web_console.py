@@ -239,6 +239,7 @@ def keep_screenshot(driver: webdriver.Chrome, tmp_path: Path, name: str) -> Path
     return tmp_path / name
 
 
+@pytest.mark.flaky(reruns=1)
 def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver.Chrome,
                               nginx: NginxRtmp, tmp_path: Path) -> None:
     wait = WebDriverWait(browser, 30, poll_frequency=0.05)
