@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgelive.fleet.operator import FleetOperator
 from edgelive.fleet.topics import BoxTopics, ha_discovery
@@ -42,16 +44,25 @@ class AudioOut:
             samples.size
 
 
-def test_home_assistant_mute_switch_mutes_on_on_and_unmutes_on_off(
-        mosquitto: Mosquitto, nginx: NginxRtmp, run_box, tmp_path: Path) -> None:  # noqa: F811
+@pytest.fixture
+def speaker(mosquitto: Mosquitto, nginx: NginxRtmp, run_box,  # noqa: F811
+            tmp_path: Path) -> Iterator[AudioOut]:
+    """A box playing a 440 Hz tone that ffmpeg publishes, its speaker on SDL's disk driver."""
     sound = tmp_path / "speaker.raw"
     publisher = ffmpeg_push(nginx.url("tone"))
-    run_box(box_config(mosquitto, player={
-        "src": nginx.url("tone"), "autoplay": True, "sink": "offscreen",
-        "screen-size": "320x180", "auto-pause-if-open-native": False}),
-        SDL_AUDIODRIVER="disk", SDL_DISKAUDIOFILE=str(sound))
+    try:
+        run_box(box_config(mosquitto, player={
+            "src": nginx.url("tone"), "autoplay": True, "sink": "offscreen",
+            "screen-size": "320x180", "auto-pause-if-open-native": False}),
+            SDL_AUDIODRIVER="disk", SDL_DISKAUDIOFILE=str(sound))
+        yield AudioOut(sound)
+    finally:
+        stop(publisher)
+
+
+def test_home_assistant_mute_switch_mutes_on_on_and_unmutes_on_off(
+        mosquitto: Mosquitto, speaker: AudioOut) -> None:
     topics = BoxTopics("edgelive", BOX)
-    speaker = AudioOut(sound)
 
     async def scenario() -> None:
         async with operator(mosquitto) as fleet, Probe(mosquitto) as ha:
@@ -99,23 +110,13 @@ def test_home_assistant_mute_switch_mutes_on_on_and_unmutes_on_off(
             # the box's own config is not what the switch changed: state follows the player
             assert fleet.boxes[BOX].reported["config"]["player"]["muted"] is False
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        stop(publisher)
+    asyncio.run(scenario())
 
 
 def test_commanded_mute_survives_a_worker_restart_and_a_live_config_change(
-        mosquitto: Mosquitto, nginx: NginxRtmp, run_box, tmp_path: Path) -> None:  # noqa: F811
+        mosquitto: Mosquitto, speaker: AudioOut) -> None:
     """The player is told again what it was commanded: device/restart and a config line for
     another key do not unmute it; a change of `player.muted` in the config wins over it."""
-    sound = tmp_path / "speaker.raw"
-    publisher = ffmpeg_push(nginx.url("tone"))
-    run_box(box_config(mosquitto, player={
-        "src": nginx.url("tone"), "autoplay": True, "sink": "offscreen",
-        "screen-size": "320x180", "auto-pause-if-open-native": False}),
-        SDL_AUDIODRIVER="disk", SDL_DISKAUDIOFILE=str(sound))
-    speaker = AudioOut(sound)
 
     async def scenario() -> None:
         async with operator(mosquitto) as fleet:
@@ -154,7 +155,4 @@ def test_commanded_mute_survives_a_worker_restart_and_a_live_config_change(
             print(f"player.muted = true: RMS {level:.6f} over {count} samples")
             assert count > 24000 and level < 1e-4
 
-    try:
-        asyncio.run(asyncio.wait_for(scenario(), 120))
-    finally:
-        stop(publisher)
+    asyncio.run(asyncio.wait_for(scenario(), 120))
