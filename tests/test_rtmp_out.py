@@ -238,3 +238,31 @@ def test_full_queue_drops_video_until_the_next_key_frame(nginx: NginxRtmp, encod
     assert stats.dropped_frames > PLAN.gop_frames
     assert stats.queue_depth == 8 and stats.backlog_ms > 0
     assert longest_put < 0.5  # encode + put never waited for the network
+
+
+def test_an_unexpected_failure_in_the_sender_ends_the_session_instead_of_the_thread(
+        nginx: NginxRtmp, encoders, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug below the sender (here mux() raising what it never should) is reported as a
+    broken session, which the pusher redoes; a dead thread would leave it 'pushing' into
+    a queue nobody empties."""
+    video, _ = encoders
+    output = RtmpOutput(video.params, None)
+    output.open(nginx.url("bug"))
+    errors: list[PushNetError] = []
+    began = threading.Event()
+    sender = PacketSender(output, on_error=errors.append, on_first_packet=began.set)
+    sender.start()
+    for sent, (image, pts) in enumerate(frames(60), start=1):
+        for packet in video.encode(image, pts):
+            sender.put(packet, True, pts)
+        if sent == 5:
+            assert began.wait(5)
+            monkeypatch.setattr(output, "mux", lambda *_: int("not a number"))
+        time.sleep(0.01)
+    deadline = time.monotonic() + 5
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sender.stop()
+    output.close()
+    assert [e.code for e in errors] == [Code.PUSH_WARNING_SOCKET_BROKEN]
+    assert "sending failed" in str(errors[0]) and "not a number" in str(errors[0])

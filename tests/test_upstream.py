@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import ssl
 import statistics
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
 
 from edgelive.bench.netlab import ShapedLink
 from edgelive.media.rtmp_out import RtmpOutput
-from edgelive.media.upstream import CHUNK, NOTSENT_LOWAT, server_tc_url
+from edgelive.media.upstream import CHUNK, NOTSENT_LOWAT, queued, server_tc_url
 from tests.flvprobe import probe
 from tests.relay import Relay
 from tests.servers import NginxRtmp
@@ -121,3 +123,14 @@ def test_readings_over_a_shaped_link_without_the_sysctl(tmp_path: Path) -> None:
     # what FFmpeg handed the relay is the media plus its framing: a few % more
     relayed = late[-1]["relayed_bytes"] - late[0]["relayed_bytes"]
     assert relayed * 8 / 1000 / seconds <= 1.3 * LINK_KBPS, readings
+
+
+def test_queue_readings_of_a_loopback_socket_closed_meanwhile_are_zero() -> None:
+    """The sender reads the loopback hop's queues while the relay thread may be closing it
+    (the server went away): that reading is 0, not an exception in the sending thread."""
+    relay_end, ffmpeg_end = socket.socketpair()
+    ffmpeg_end.sendall(b"flv tag")
+    assert queued(relay_end, termios.FIONREAD) == 7
+    relay_end.close()
+    assert queued(relay_end, termios.FIONREAD) == 0
+    ffmpeg_end.close()

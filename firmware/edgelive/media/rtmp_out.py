@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import logging
 import os
 import queue
 import socket
@@ -39,6 +40,8 @@ from edgelive.media.avio import AvioWriter
 from edgelive.media.encode import StreamParams
 from edgelive.media.upstream import TcpReadings, Upstream, UpstreamError, server_tc_url
 from edgelive.redact import redact_text
+
+log = logging.getLogger(__name__)
 
 OPEN_TIMEOUT = 10.0
 """Connect, handshake and publish: FFmpeg's RTMP would wait for a silent server forever
@@ -334,15 +337,20 @@ class PacketSender:
                 break
             packet, is_video, stream_ms = item
             self._oldest_ms = stream_ms
-            if is_video and self._stale(packet, stream_ms):
-                self._count_drop()
-                self._stale_frames += 1
-                continue
             size = packet.size
             started = time.monotonic()
             try:
+                if is_video and self._stale(packet, stream_ms):
+                    self._count_drop()
+                    self._stale_frames += 1
+                    continue
                 self._output.mux(packet, is_video)
-            except PushNetError as exc:
+            except Exception as exc:  # a failure ends the session, not the thread
+                if not isinstance(exc, PushNetError):
+                    # a bug, not the network: said with its traceback, and the session is
+                    # redone as for a broken connection instead of stalling unseen
+                    log.exception("sending failed")
+                    exc = PushNetError(Code.PUSH_WARNING_SOCKET_BROKEN, f"sending failed: {exc}")
                 self._stopped.set()
                 # Its traceback holds mux()'s frame, which holds the exception: a cycle
                 # that would keep the dead connection (and its codec threads) until the

@@ -128,10 +128,12 @@ def tune_client(address: tuple[str, int]) -> socket.socket | None:
 
 def queued(sock: socket.socket | None, request: int) -> int:
     """SIOCINQ (bytes received, not read) or SIOCOUTQ (bytes not acknowledged) of `sock`."""
-    if sock is None:
+    # The relay thread may close it between the caller's look and this one (fileno -1).
+    fd = sock.fileno() if sock is not None else -1
+    if fd < 0:
         return 0
     try:
-        raw = fcntl.ioctl(sock.fileno(), request, b"\0\0\0\0")
+        raw = fcntl.ioctl(fd, request, b"\0\0\0\0")
     except OSError:
         return 0
     return struct.unpack("i", raw)[0]
@@ -281,7 +283,7 @@ class Upstream:
         self._loopback = (client, local)
         with contextlib.suppress(OSError), local:
             self._relay(local, self._sock)
-        self._loopback = (None, None)
+            self._loopback = (None, None)  # before the sockets close: readings() reads them
         if client is not None:
             client.close()
         self.close()
