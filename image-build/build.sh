@@ -11,7 +11,7 @@
 # As root; OUT_DIR defaults to build/image. Both go through the same step, customize.sh,
 # which turns an image file into OUT_DIR/edgelive-arm64.img (edgelive in /opt/edgelive/venv,
 # its systemd unit enabled, the board profiles' config.txt); from the Debian base it also
-# leaves the kernel and initrd that boot the image in QEMU (tests/test_image_boot.py) beside
+# leaves the kernel and initrd that boot the image in QEMU (tests/image_machine.py) beside
 # it. The Debian base (mmdebstrap under qemu-user, about 22 min on 2 cores) is cached outside
 # the checkout, in $EDGELIVE_IMAGE_CACHE (default /var/cache/edgelive/image), under a hash of
 # its recipe, so that every clone on the machine shares it; it becomes a plain Debian image
