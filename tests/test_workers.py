@@ -121,6 +121,33 @@ def test_silent_worker_is_killed_and_restarted() -> None:
     asyncio.run(scenario())
 
 
+def test_a_stall_of_the_supervisors_own_loop_is_not_the_workers_silence() -> None:
+    """A supervisor whose loop is blocked longer than hang_timeout (a slow import on a Pi)
+    does not read its workers' lines meanwhile; they are in the pipe, not missing. The
+    worker keeps running; one that really stops speaking afterwards is still caught."""
+    async def scenario() -> None:
+        messages: list = []
+        restarts: list = []
+        worker = make_worker(messages, restarts, hang_timeout=1.0)
+        worker.start()
+        try:
+            await asyncio.sleep(0.5)
+            pid = worker.pid
+            time.sleep(3.0)  # the loop blocked three hang timeouts long
+            await asyncio.sleep(1.0)
+            assert restarts == [] and worker.pid == pid
+            count = len(messages)
+            await asyncio.sleep(0.5)
+            assert len(messages) > count  # still heard
+            await worker.send({"type": "cmd", "id": "h", "verb": "hang", "args": {}})
+            await seconds_until_any(restarts)
+            assert "hung" in restarts[0][1]
+        finally:
+            await worker.stop()
+
+    asyncio.run(scenario())
+
+
 def test_a_slow_start_is_not_a_hang_but_a_worker_that_never_speaks_is() -> None:
     """Before its first line a worker has start_timeout (imports on a cold Pi Zero take
     seconds); after it, hang_timeout."""

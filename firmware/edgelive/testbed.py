@@ -22,10 +22,19 @@ from pathlib import Path
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports free_port() gave before: a server made but not started yet does not hold its port,
+and the kernel may offer it again (nginx's HTTP port once came out as the broker's)."""
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_port(host: str, port: int, timeout: float = 5.0) -> None:

@@ -146,9 +146,15 @@ class WorkerProcess:
         reader = asyncio.create_task(self._read(proc))
         try:
             while True:
+                asked = time.monotonic()
                 done, _ = await asyncio.wait({reader}, timeout=0.5)
                 if done:
                     break
+                if (stalled := time.monotonic() - asked - 0.5) > 1.0:
+                    # This process did not run (its loop blocked, the machine paused): the
+                    # worker's lines wait in the pipe, unread. Not the worker's silence.
+                    self._last_line += stalled
+                    continue
                 limit = self.hang_timeout if self._started else self.start_timeout
                 if time.monotonic() - self._last_line > limit:
                     with contextlib.suppress(ProcessLookupError):

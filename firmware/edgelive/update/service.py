@@ -40,6 +40,12 @@ REPORT_WAIT_S = 60.0
 (events are queued while offline, so the report is not lost either way)."""
 
 
+def _import_update_modules() -> None:
+    """Load the download and bundle code (aiohttp, cryptography); cached once done."""
+    import edgelive.update.bundle
+    import edgelive.update.fetch  # noqa: F401
+
+
 class UpdateRefused(Exception):
     """The update command cannot start (no update root, one in progress)."""
 
@@ -156,7 +162,10 @@ class Updater:
 
     async def _update(self, slots: Slots, args: dict[str, Any]) -> None:
         # Imported when an update runs: aiohttp and cryptography would otherwise add about
-        # 20 MB to every supervisor for a command it takes a few times a year.
+        # 20 MB to every supervisor for a command it takes a few times a year. In a thread:
+        # the import takes 7 s on an emulated Pi, which on the loop stalled every worker's
+        # pipe and systemd's watchdog ping.
+        await asyncio.to_thread(_import_update_modules)
         from edgelive.update.bundle import (
             MAX_BUNDLE_BYTES,
             BundleError,
