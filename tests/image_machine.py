@@ -100,6 +100,7 @@ class Machine:
     the harness shell."""
 
     def __init__(self, image: Path, disk: Path, workdir: Path) -> None:
+        self.image = image
         self.disk = disk
         self.console = workdir / "console.log"
         self.monitor = workdir / "monitor.sock"
@@ -107,25 +108,42 @@ class Machine:
         self.stderr = workdir / "qemu.stderr"  # where QEMU says why it would not start
         self.times: dict[str, float] = {}
         self.powered_on = time.monotonic()
+        self.power_cuts = 0
         self._harness: socket.socket | None = None
+        self.proc = self._power_on()
+
+    def _power_on(self) -> subprocess.Popen[bytes]:
         with self.stderr.open("w") as stderr:
-            self.proc = subprocess.Popen([
+            return subprocess.Popen([
                 "qemu-system-aarch64", "-M", "virt", "-cpu", "max,pauth-impdef=on", "-smp", "2",
                 "-m", "1024", "-display", "none", "-serial", f"file:{self.console}",
                 "-monitor", f"unix:{self.monitor},server,nowait",
-                "-kernel", str(image.parent / "vmlinuz"),
-                "-initrd", str(image.parent / "initrd.img"),
+                "-kernel", str(self.image.parent / "vmlinuz"),
+                "-initrd", str(self.image.parent / "initrd.img"),
                 # fsck.mode=skip: checking two clean file systems takes a Pi a second and
-                # emulation a minute, at each of the two boots
+                # emulation a minute, at each boot (ext4's journal is replayed all the same)
                 "-append", "root=LABEL=RASPIROOT ro console=ttyAMA0 fsck.mode=skip "
                            f"systemd.journald.forward_to_console=1 {VIVID} "
                            f"systemd.wants={HARNESS_UNIT}",
-                "-drive", f"file={disk},format=raw,if=virtio", "-nic", "user,model=virtio-net-pci",
+                "-drive", f"file={self.disk},format=raw,if=virtio",
+                "-nic", "user,model=virtio-net-pci",
                 "-device", "virtio-serial-pci",
                 "-chardev", f"socket,id=harness,path={self.harness_path},server=on,wait=off",
                 "-device", f"virtserialport,chardev=harness,name={HARNESS_PORT}",
                 "-device", "i6300esb"],  # a hardware watchdog for systemd's RuntimeWatchdogSec
                 stderr=stderr)
+
+    def power_cut(self) -> None:
+        """Pull the plug (QEMU killed: nothing is flushed or unmounted) and power on again
+        from the same disk. The previous boot's console stays as console.<n>.log."""
+        self.proc.kill()
+        self.proc.wait()
+        self.power_cuts += 1
+        self.console.rename(self.console.with_suffix(f".{self.power_cuts}.log"))
+        if self._harness is not None:
+            self._harness.close()
+            self._harness = None
+        self.proc = self._power_on()
 
     def mark(self, name: str) -> None:
         self.times[name] = time.monotonic() - self.powered_on

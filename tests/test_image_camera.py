@@ -13,6 +13,7 @@ codec says 1103 and streams with x264.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 
@@ -32,11 +33,12 @@ BARS = ("white", "yellow", "cyan", "green", "magenta", "red", "blue", "black")
 
 
 def picture(nginx: NginxRtmp) -> np.ndarray:
-    """One picture of the stream as the ingest relays it, RGB."""
+    """One picture of the stream as the ingest relays it, RGB at the stream's own size
+    (not scaled: a picture of another size fails here)."""
     done = subprocess.run([
         "ffmpeg", "-v", "error", "-rw_timeout", "20000000", "-i", nginx.url(STREAM_KEY),
-        "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{WIDTH}x{HEIGHT}",
-        "-"], capture_output=True, timeout=90)
+        "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, timeout=90)
     assert len(done.stdout) == WIDTH * HEIGHT * 3, done.stderr.decode(errors="replace")
     return np.frombuffer(done.stdout, np.uint8).reshape(HEIGHT, WIDTH, 3)
 
@@ -74,6 +76,12 @@ def test_a_v4l2_camera_streams_goes_away_and_comes_back_on_the_same_session(
             assert "/dev/video0" in opened["msg"], opened
             await view.wait_event(Code.PUSH_EVT_PUSH_BEGIN, 120, after=start)
             machine.mark("pushing the V4L2 camera")
+            probe = subprocess.run([
+                "ffprobe", "-v", "error", "-rw_timeout", "20000000", "-show_entries",
+                "stream=codec_name,width,height", "-of", "json", nginx.url(STREAM_KEY)],
+                capture_output=True, text=True, timeout=90)
+            assert {"codec_name": "h264", "width": WIDTH, "height": HEIGHT} in \
+                json.loads(probe.stdout)["streams"], probe.stderr
             seen["camera"] = bar_colours(picture(nginx))
             sessions = nginx.publishers(STREAM_KEY)
 
