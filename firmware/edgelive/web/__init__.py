@@ -7,6 +7,8 @@ without it pays nothing at start.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +31,9 @@ async def start_console(host: WebHost, config: WebConfig, state_dir: Path,
         log.warning("web console enabled but no password is set (%s): not started; run "
                     "`edgelive web passwd`", passwd_path(state_dir))
         return None
+    # aiohttp loads in a thread: seconds on a Pi, during which the loop would not read the
+    # workers' pipes nor ping systemd's watchdog
+    await asyncio.to_thread(importlib.import_module, "edgelive.web.server")
     from edgelive.web.server import WebConsole
 
     console = WebConsole(host, config, state_dir, runtime_dir)
