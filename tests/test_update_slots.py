@@ -67,6 +67,24 @@ def test_commit_moves_good_and_keeps_the_previous_slot(slots: Slots, tmp_path: P
     assert slots.guard() == "no release on probation"
 
 
+def test_a_new_update_makes_room_from_rolled_back_releases_and_other_downloads(
+        slots: Slots, tmp_path: Path) -> None:
+    """1.0 → 2.0 committed, 3.0 rolled back, a download of another bundle given up: the next
+    update keeps current, good and the way back (1.0), and its own partial download."""
+    slots.begin(Record("2.0", "1.0"), tmp_path)
+    slots.commit(Record("2.0", "1.0"))
+    (slots.releases / "3.0" / "site").mkdir(parents=True)
+    slots.begin(Record("3.0", "2.0"), tmp_path)
+    slots.roll_back(Record("3.0", "2.0"), "crashed")
+    slots.downloads.mkdir()
+    (slots.downloads / "aaaa.bundle.part").write_bytes(b"x" * 1000)  # given up
+    (slots.downloads / "bbbb.bundle.part").write_bytes(b"x" * 1000)  # this one, resumed
+    slots.make_room("bbbb")
+    assert sorted(p.name for p in slots.releases.iterdir()) == ["1.0", "2.0"]
+    assert [p.name for p in slots.downloads.iterdir()] == ["bbbb.bundle.part"]
+    assert slots.current() == slots.good() == "2.0"
+
+
 def test_a_broken_current_link_boots_the_good_release(slots: Slots) -> None:
     (slots.root / "current").unlink()
     os.symlink("releases/3.0", slots.root / "current")  # a slot that never completed

@@ -188,6 +188,7 @@ class Updater:
                             f"{percent} %", version=version, percent=percent, stage=stage)
 
         try:
+            await asyncio.to_thread(slots.make_room, sha256)
             bundle = await download(
                 str(args["url"]), slots.downloads / f"{sha256}.bundle.part",
                 max_bytes=MAX_BUNDLE_BYTES, timeout=DOWNLOAD_TIMEOUT_S, progress=progress)

@@ -190,6 +190,19 @@ class Slots:
         self.link("current", self.good() or record.previous)
         return back
 
+    def make_room(self, sha256: str) -> None:
+        """Before an update: drop what no start will use, the release of the last update
+        if it was rolled back, and partial downloads of other bundles (an update given up
+        for another). On a 2 GB card the two left too little room to install the next
+        release. The way back kept at the last commit stays."""
+        record = self.record()
+        if (record is not None and record.state == "rolled-back"
+                and record.version not in (self.current(), self.good())):
+            shutil.rmtree(self.releases / record.version, ignore_errors=True)
+        for part in self.downloads.iterdir() if self.downloads.exists() else ():
+            if not part.name.startswith(sha256):
+                part.unlink(missing_ok=True)
+
     def prune(self, keep: str) -> None:
         """Keep the current and good releases and `keep` (the one updated from, for a
         manual way back); an SD card is small."""
