@@ -17,7 +17,7 @@ import pytest
 
 from edgelive.codes import Code
 from edgelive.config.presets import AudioPlan, VideoPlan
-from edgelive.media.encode import AudioEncoder, PyAvVideoEncoder
+from edgelive.media.encode import AudioEncoder, PyAvVideoEncoder, StreamParams
 from edgelive.media.rtmp_out import PacketSender, PushNetError, RtmpOutput
 from tests.flvprobe import probe
 from tests.servers import NginxRtmp, free_port, wait_port
@@ -185,15 +185,23 @@ def test_stream_name_in_use_is_rejected_with_the_servers_reason(nginx: NginxRtmp
 
 
 @pytest.mark.flaky(reruns=1)
-def test_server_killed_mid_stream_is_a_broken_socket_in_the_sender(nginx: NginxRtmp,
-                                                                   encoders) -> None:
-    video, audio = encoders
-    output = RtmpOutput(video.params, audio.params)
-    output.open(nginx.url("cut"))
+def sending(url: str, video: StreamParams, audio: StreamParams | None
+            ) -> tuple[RtmpOutput, PacketSender, list[PushNetError], threading.Event]:
+    """A publish to `url` with its sender started: the errors it reports, and an event set
+    once its first packet is out."""
+    output = RtmpOutput(video, audio)
+    output.open(url)
     errors: list[PushNetError] = []
     began = threading.Event()
     sender = PacketSender(output, on_error=errors.append, on_first_packet=began.set)
     sender.start()
+    return output, sender, errors, began
+
+
+def test_server_killed_mid_stream_is_a_broken_socket_in_the_sender(nginx: NginxRtmp,
+                                                                   encoders) -> None:
+    video, audio = encoders
+    output, sender, errors, began = sending(nginx.url("cut"), video.params, audio.params)
     # the relay passes the loss on once the kernel has given up on the server: keep sending
     for sent, (image, pts) in enumerate(frames(1500), start=1):
         for packet in video.encode(image, pts):
@@ -206,6 +214,7 @@ def test_server_killed_mid_stream_is_a_broken_socket_in_the_sender(nginx: NginxR
         time.sleep(0.01)
     sender.stop()
     sender.stop()
+    output.close()
     assert [e.code for e in errors] == [Code.PUSH_WARNING_SOCKET_BROKEN]
     assert "EPIPE" in str(errors[0]) or "ECONNRESET" in str(errors[0])
 
@@ -246,12 +255,7 @@ def test_an_unexpected_failure_in_the_sender_ends_the_session_instead_of_the_thr
     broken session, which the pusher redoes; a dead thread would leave it 'pushing' into
     a queue nobody empties."""
     video, _ = encoders
-    output = RtmpOutput(video.params, None)
-    output.open(nginx.url("bug"))
-    errors: list[PushNetError] = []
-    began = threading.Event()
-    sender = PacketSender(output, on_error=errors.append, on_first_packet=began.set)
-    sender.start()
+    output, sender, errors, began = sending(nginx.url("bug"), video.params, None)
     for sent, (image, pts) in enumerate(frames(60), start=1):
         for packet in video.encode(image, pts):
             sender.put(packet, True, pts)
