@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -38,12 +39,6 @@ PROBATION_TICK_S = 1.0
 REPORT_WAIT_S = 60.0
 """How long a release that was rolled back to waits for MQTT before reporting it anyway
 (events are queued while offline, so the report is not lost either way)."""
-
-
-def _import_update_modules() -> None:
-    """Load the download and bundle code (aiohttp, cryptography); cached once done."""
-    import edgelive.update.bundle
-    import edgelive.update.fetch  # noqa: F401
 
 
 class UpdateRefused(Exception):
@@ -165,7 +160,8 @@ class Updater:
         # 20 MB to every supervisor for a command it takes a few times a year. In a thread:
         # the import takes 7 s on an emulated Pi, which on the loop stalled every worker's
         # pipe and systemd's watchdog ping.
-        await asyncio.to_thread(_import_update_modules)
+        for module in ("edgelive.update.bundle", "edgelive.update.fetch"):
+            await asyncio.to_thread(importlib.import_module, module)
         from edgelive.update.bundle import (
             MAX_BUNDLE_BYTES,
             BundleError,
