@@ -22,7 +22,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -247,8 +247,9 @@ interval = 5
 class Fleet:
     """An operator on the test's broker, with the box's events collected as they come."""
 
-    def __init__(self, operator: FleetOperator) -> None:
+    def __init__(self, operator: FleetOperator, machine: Machine) -> None:
         self.op = operator
+        self.machine = machine
         self.events: list[dict] = []
         self.arrived = asyncio.Event()
         """Set by the collector at each event (the operator's wait_until wakes on state)."""
@@ -259,16 +260,25 @@ class Fleet:
     def state(self) -> dict:
         return self.op.boxes[BOX].state or {}
 
-    async def wait_event(self, code: Code, timeout: float, after: int = 0) -> dict:
-        """The first event `code` among those after the first `after` ones, as it comes."""
+    async def wait_for(self, find: Callable[[list[dict]], dict | None], timeout: float,
+                       after: int = 0, what: str = "the event") -> dict:
+        """What `find` picks among the events after the first `after` ones, re-asked at each
+        new event (`find` may also raise to fail early)."""
         try:
             async with asyncio.timeout(timeout):
-                while code not in self.codes()[after:]:
+                while (found := find(self.events[after:])) is None:
                     self.arrived.clear()
                     await self.arrived.wait()
         except TimeoutError:
-            raise AssertionError(f"no {code!r} within {timeout} s: {self.events[after:]}") from None
-        return next(e for e in self.events[after:] if e["code"] == code)
+            raise AssertionError(f"no {what} within {timeout} s: {self.events[after:]}\n"
+                                 + self.machine.log_tail()) from None
+        return found
+
+    async def wait_event(self, code: Code, timeout: float, after: int = 0) -> dict:
+        """The first event `code` among those after the first `after` ones, as it comes."""
+        return await self.wait_for(
+            lambda events: next((e for e in events if e["code"] == code), None),
+            timeout, after, repr(code))
 
     async def wait_pushing(self, timeout: float) -> bool:
         return await self.op.wait_until(
@@ -281,7 +291,7 @@ async def fleet(mosquitto: Mosquitto, machine: Machine) -> AsyncIterator[Fleet]:
     settings = SessionSettings(host=mosquitto.host, port=mosquitto.port,
                                client_id=f"op-{time.monotonic_ns()}")
     async with FleetOperator(settings, "edgelive") as operator:
-        view = Fleet(operator)
+        view = Fleet(operator, machine)
 
         async def collect() -> None:
             async for box, event in operator.events():

@@ -18,7 +18,8 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,21 +95,28 @@ async def outcome(view: Fleet, since: int, version: str, timeout: float,
                   machine: Machine) -> dict:
     """The first UPDATE_DONE or UPDATE_ROLLED_BACK for `version` after event `since`. A
     supervisor that starts again (READY) before the update switched has lost the update."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def find(events: list[dict]) -> dict | None:
         switched = False
-        for event in view.events[since:]:
+        for event in events:
             detail = event.get("detail") or {}
             if (event["code"] in (Code.UPDATE_DONE, Code.UPDATE_ROLLED_BACK)
                     and detail.get("version") == version):
                 return event
             switched |= event["code"] == Code.UPDATE_STARTED and detail.get("stage") == "switch"
             assert switched or event["code"] != Code.READY, \
-                f"the box restarted during the update to {version}: " \
-                f"{view.events[since:]}\n{machine.log_tail()}"
-        await asyncio.sleep(1)
-    raise AssertionError(f"no outcome for {version} within {timeout} s: {view.events[since:]}"
-                         f"\n{machine.log_tail()}")
+                f"the box restarted during the update to {version}: {events}\n" \
+                f"{machine.log_tail()}"
+        return None
+
+    return await view.wait_for(find, timeout, since, f"outcome for {version}")
+
+
+@asynccontextmanager
+async def pushing_box(mosquitto: Mosquitto, machine: Machine) -> AsyncIterator[Fleet]:
+    """The operator's view of the box once it is online and pushing."""
+    async with fleet(mosquitto, machine) as view:
+        assert await view.wait_pushing(300), (view.state(), machine.log_tail())
+        yield view
 
 
 async def send_update(view: Fleet, args: dict[str, Any], running: str) -> int:
@@ -141,8 +149,7 @@ def test_refused_bundles_change_nothing(machine: Machine, servers: tuple[Mosquit
          "bundle signature does not verify with this box's release key")]
 
     async def scenario() -> None:
-        async with fleet(mosquitto, machine) as view:
-            assert await view.wait_pushing(300), (view.state(), machine.log_tail())
+        async with pushing_box(mosquitto, machine) as view:
             running = view.state()["version"]
             current, sessions = link(machine, "current"), publishes(nginx)
             assert nginx.publishers(STREAM_KEY) == 1 and sessions >= 1
@@ -175,8 +182,7 @@ def test_a_good_release_commits_and_streams_again(
     bundle = releases.bundle(GOOD)
 
     async def scenario() -> str:
-        async with fleet(mosquitto, machine) as view:
-            assert await view.wait_pushing(300), (view.state(), machine.log_tail())
+        async with pushing_box(mosquitto, machine) as view:
             previous, sessions = view.state()["version"], publishes(nginx)
             began = time.monotonic()
             since = await send_update(view, releases.args(bundle, GOOD), previous)
@@ -210,8 +216,7 @@ def test_a_release_that_crashes_at_start_goes_back_to_the_good_one(
     bundle = releases.bundle(CRASHING, broken="__main__.py")
 
     async def scenario() -> str:
-        async with fleet(mosquitto, machine) as view:
-            assert await view.wait_pushing(300), (view.state(), machine.log_tail())
+        async with pushing_box(mosquitto, machine) as view:
             good, sessions = view.state()["version"], publishes(nginx)
             assert link(machine, "good") == link(machine, "current") == f"releases/{good}"
             began = time.monotonic()
@@ -240,9 +245,9 @@ async def power_cut_at(view: Fleet, machine: Machine, since: int, stage: str,
                        timeout: float) -> None:
     """Cut the power as the update after event `since` reports `stage`, then wait until
     the box has gone offline (its will) and come back online."""
-    assert await view.op.wait_until(lambda: any(
-        e["code"] == Code.UPDATE_STARTED and e["detail"].get("stage") == stage
-        for e in view.events[since:]), timeout), (view.events[since:], machine.log_tail())
+    await view.wait_for(lambda events: next(
+        (e for e in events if e["code"] == Code.UPDATE_STARTED
+         and e["detail"].get("stage") == stage), None), timeout, since, f"{stage} stage")
     machine.power_cut()
     machine.mark(f"power cut at {stage}")
     assert await view.op.wait_until(lambda: view.op.boxes[BOX].status == "offline", 120)
@@ -258,8 +263,7 @@ def test_a_power_cut_during_the_download_boots_the_running_release(
     bundle = releases.bundle(CUT_DOWNLOAD)
 
     async def scenario() -> None:
-        async with fleet(mosquitto, machine) as view:
-            assert await view.wait_pushing(300), (view.state(), machine.log_tail())
+        async with pushing_box(mosquitto, machine) as view:
             running, current = view.state()["version"], link(machine, "current")
             since = await send_update(view, releases.args(bundle, CUT_DOWNLOAD), running)
             await power_cut_at(view, machine, since, "download", 300)
@@ -282,8 +286,7 @@ def test_a_power_cut_right_after_the_switch_boots_and_streams(
     bundle = releases.bundle(CUT_SWITCH)
 
     async def scenario() -> None:
-        async with fleet(mosquitto, machine) as view:
-            assert await view.wait_pushing(300), (view.state(), machine.log_tail())
+        async with pushing_box(mosquitto, machine) as view:
             running = view.state()["version"]
             since = await send_update(view, releases.args(bundle, CUT_SWITCH), running)
             await power_cut_at(view, machine, since, "switch", UPDATE_S)
