@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 from edgelive.config.presets import video_plan
 from edgelive.config.schema import PusherConfig
@@ -41,7 +43,8 @@ async def collect(viewer: Viewer, count: int) -> list[bytes]:
     return [await asyncio.wait_for(viewer.queue.get(), 10) for _ in range(count)]
 
 
-def test_tap_streams_fmp4_from_a_key_frame_and_follows_a_size_change(tmp_path: Path) -> None:
+def test_tap_streams_fmp4_from_a_key_frame_and_follows_a_size_change(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     taps: list[PreviewTap | None] = []
 
     async def switch(path: str | None) -> None:
@@ -104,6 +107,8 @@ def test_tap_streams_fmp4_from_a_key_frame_and_follows_a_size_change(tmp_path: P
 
     asyncio.run(scenario())
     assert not [t for t in threading.enumerate() if t.name == "preview-tap"]
+    # the hub's close ends the tap's connection cleanly: nothing logged as an error
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 def test_bench_web_measures_one_viewer_against_none() -> None:

@@ -69,6 +69,7 @@ class PreviewHub:
         self._viewers: set[Viewer] = set()
         self._init: bytes | None = None
         self._server: asyncio.Server | None = None
+        self._taps: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
         self._switching = asyncio.Lock()
 
     @property
@@ -92,6 +93,12 @@ class PreviewHub:
             server.close()
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+        # an open tap connection ends by itself (EOF), not cancelled with the loop: Python
+        # up to 3.11.7 logs a cancelled connection handler as an unhandled exception
+        taps, self._taps = self._taps, {}
+        for writer in taps:
+            writer.close()
+        await asyncio.gather(*taps.values(), return_exceptions=True)
 
     async def join(self) -> Viewer:
         viewer = Viewer(self._init)
@@ -118,6 +125,9 @@ class PreviewHub:
 
     async def _on_tap(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One connection from the pusher's tap (a new one after a worker restart)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._taps[writer] = task
         try:
             while True:
                 kind, length = HEADER.unpack(await reader.readexactly(HEADER.size))
@@ -132,4 +142,5 @@ class PreviewHub:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._taps.pop(writer, None)
             writer.close()
