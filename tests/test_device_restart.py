@@ -71,6 +71,16 @@ def test_device_restart_restarts_both_workers_and_they_carry_on(
                          Code.PLAY_EVT_PLAY_BEGIN):
                 await events.wait_for(code, 30)
                 print(f"{code.name} {time.monotonic() - restarted:.1f} s after the answer")
+            # one 6007 per worker, each before that worker's new begin event (an update on
+            # probation forgets a worker's begin at 6007: update/service.py LiveTracker)
+            said = {e["detail"]["worker"]: e for e in events.seen
+                    if e["code"] == Code.WORKER_RESTARTED}
+            assert set(said) == {"pusher", "player"}, events.seen
+            assert {e["detail"]["reason"] for e in said.values()} == {"stopped by device/restart"}
+            for worker, begin in (("pusher", Code.PUSH_EVT_PUSH_BEGIN),
+                                  ("player", Code.PLAY_EVT_PLAY_BEGIN)):
+                first = next(e for e in events.seen if e["code"] == begin)
+                assert said[worker]["seq"] < first["seq"], events.seen
             assert await fleet.wait_until(
                 lambda: pusher() == "waiting" and player_state(fleet).get("state") ==
                 "playing", 10), fleet.boxes[BOX].state

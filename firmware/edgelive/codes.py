@@ -148,7 +148,8 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.CONFIG_REJECTED: "A configuration was rejected; the running one is unchanged.",
     Code.PRIVACY_ON: "Privacy on: the camera is replaced by the waiting image.",
     Code.PRIVACY_OFF: "Privacy off: the camera is back.",
-    Code.WORKER_RESTARTED: "A crashed or hung worker was restarted.",
+    Code.WORKER_RESTARTED: "A crashed or hung worker was restarted, or a running one by "
+                           "device/restart (detail: worker, reason).",
     Code.PUSH_RETRY_SCHEDULED: "Push retry scheduled with backoff (time in detail).",
     Code.PLAY_RETRY_SCHEDULED: "Play retry scheduled with backoff (time in detail).",
     Code.UPDATE_STARTED: "Firmware update under way (detail: version, stage download / "

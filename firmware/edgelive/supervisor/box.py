@@ -427,6 +427,8 @@ class Supervisor:
                 if slot.process is not None:
                     await slot.process.stop()
                     slot.process = None
+                    # said before the new process starts: its begin event is a new one
+                    self._on_worker_restart(slot.kind, "stopped by device/restart")
                 await self._sync_worker(slot)
             return {"restarted": [k for k, s in self._slots.items() if s.process]}
         if verb in care.VERBS:
