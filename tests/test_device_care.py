@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +26,7 @@ from edgelive.fleet.operator import FleetOperator
 from edgelive.fleet.session import SessionSettings
 from edgelive.hw.board import detect_board
 from edgelive.hw.health import GET_THROTTLED
-from edgelive.supervisor import Supervisor
+from edgelive.supervisor import Supervisor, care
 from tests.servers import Mosquitto
 from tests.test_fleet_agent import Probe
 from tests.test_health import fake_pi
@@ -158,6 +160,30 @@ def test_logs_come_from_the_ring_redacted_filtered_and_bounded(
             assert line["level"] == "warning"
             answer = await fleet.command(BOX, "device/logs", {"lines": 100000})
             assert answer.answers[BOX]["ok"] is False  # over the bound: refused
+
+            # since (whole seconds): only the lines from that second on
+            cut = math.floor(time.time()) + 1
+            await asyncio.sleep(cut - time.time())
+            log = logging.getLogger("edgelive.test")
+            log.warning("after the cut")
+            answer = await fleet.command(BOX, "device/logs", {"since": cut, "lines": 500,
+                                                              "level": "warning"})
+            [line] = answer.answers[BOX]["result"]["lines"]  # not the earlier warning
+            assert line["msg"] == "edgelive.test: after the cut" and line["ts"] >= cut * 1000
+            for n in range(300):
+                log.warning("filler %03d %s", n, "y" * 400)
+            log.warning("the newest %s", "x" * 2000)
+            answer = await fleet.command(BOX, "device/logs", {"since": cut, "lines": 500,
+                                                              "level": "warning"})
+            result = answer.answers[BOX]["result"]
+            # bounded: the newest lines kept, each cut at 500 characters, the answer < 48 KB
+            assert result["truncated"] is True and 0 < len(result["lines"]) < 300
+            newest = result["lines"][-1]["msg"]
+            assert newest.startswith("edgelive.test: the newest")
+            assert len(newest) == care.MAX_LINE_CHARS + 1 and newest.endswith("…")
+            assert len(json.dumps(result)) < care.MAX_ANSWER_CHARS
+            answer = await fleet.command(BOX, "device/logs", {"since": cut, "level": "error"})
+            assert answer.answers[BOX]["result"]["lines"] == []
 
     asyncio.run(scenario())
 
