@@ -1,4 +1,5 @@
-"""The service unit stays hardened: systemd's own measure, and what the box needs kept open."""
+"""The service unit stays hardened: systemd's own measure, and what the box needs kept open;
+the image's journal stays bounded for the SD card and systemd keeps the hardware watchdog."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 
 UNITS = Path(__file__).resolve().parents[1] / "systemd"
+ROOTFS = Path(__file__).resolve().parents[1] / "image-build" / "rootfs"
 MAX_EXPOSURE = 2.0
 
 
-def unit_settings(name: str) -> dict[str, list[str]]:
+def unit_settings(name: str, where: Path = UNITS) -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
-    for line in (UNITS / name).read_text().splitlines():
+    for line in (where / name).read_text().splitlines():
         key, sep, value = line.partition("=")
         if sep and not line.startswith("#"):
             settings.setdefault(key.strip(), []).append(value.strip())
@@ -66,3 +68,25 @@ def test_units_verify() -> None:
                            str(UNITS / "edgelive-reboot.service")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+def size_bytes(value: str) -> int:
+    """systemd's size notation (K, M, G: powers of 1024)."""
+    unit = "BKMG".find(value[-1].upper())
+    return int(value[:-1]) * 1024**unit if unit > 0 else int(value)
+
+
+def test_the_image_bounds_the_journal_and_keeps_the_hardware_watchdog() -> None:
+    """docs/install-pi.md's figures: a persistent journal (device/logs tells why a box
+    rebooted) of at most 48 MB, 256 MB left free, no debug lines, written rarely; PID 1
+    pinging the board's watchdog within what a BCM2835 can count."""
+    journal = unit_settings("60-edgelive.conf", ROOTFS / "etc/systemd/journald.conf.d")
+    assert journal["Storage"] == ["persistent"] and journal["Compress"] == ["yes"]
+    assert size_bytes(journal["SystemMaxUse"][0]) <= 48 * 2**20
+    assert size_bytes(journal["SystemKeepFree"][0]) >= 256 * 2**20
+    assert size_bytes(journal["SystemMaxFileSize"][0]) <= 8 * 2**20
+    assert journal["MaxLevelStore"] == ["info"] and journal["SyncIntervalSec"] == ["5min"]
+    manager = unit_settings("60-edgelive-watchdog.conf", ROOTFS / "etc/systemd/system.conf.d")
+    # drivers/watchdog/bcm2835_wdt.c counts at most 0xfffff ticks of 2^-16 s: 15 s
+    assert 0 < int(manager["RuntimeWatchdogSec"][0]) <= 15
+    assert manager["RebootWatchdogSec"] == ["2min"]
