@@ -82,6 +82,26 @@ def test_published_stream_is_h264_and_aac_as_planned(nginx: NginxRtmp, encoders)
     assert keys == pytest.approx([0.0, 0.5, 1.0], abs=0.002)
 
 
+def test_each_packet_reaches_the_server_when_muxed_not_when_the_other_track_catches_up(
+        nginx: NginxRtmp, encoders) -> None:
+    """A session with sound sends each video packet at once, although no sound came yet:
+    a muxer that interleaves by time would hold every picture until a later one (or later
+    sound) arrives, a frame of delay in RTC mode. nginx-rtmp records each frame on arrival."""
+    video, audio = encoders
+    output = RtmpOutput(video.params, audio.params)
+    output.open(nginx.url("prompt"))
+    sent = 0
+    for image, pts in frames(5):
+        for packet in video.encode(image, pts):
+            output.mux(packet, True)
+            sent += 1
+    time.sleep(0.5)
+    recorded = probe(nginx.recordings("prompt")[-1]).packet_times("video")
+    output.close()
+    assert sent == 5
+    assert len(recorded) == sent
+
+
 def test_unknown_host_is_a_dns_failure(encoders) -> None:
     error = open_error("rtmp://nonexistent.invalid/live/secretkey", encoders)
     assert error.code == Code.WARNING_DNS_FAIL

@@ -116,16 +116,28 @@ def classify_send_error(exc: Exception) -> PushNetError:
     return PushNetError(Code.PUSH_WARNING_SOCKET_BROKEN, f"connection broken ({name}): {text}")
 
 
+class _Tap:
+    """What one FLV muxer writes, sent to the connection while `passing`."""
+
+    def __init__(self, writer: AvioWriter, passing: bool = True) -> None:
+        self._writer = writer
+        self.passing = passing
+
+    def write(self, data: bytes) -> int:
+        return self._writer.write(data) if self.passing else len(data)
+
+
 class RtmpOutput:
     """One RTMP publish session carrying the given encoded streams."""
 
     def __init__(self, video: StreamParams, audio: StreamParams | None) -> None:
         self._params = (video, audio)
-        self._container: av.container.OutputContainer | None = None
+        self._header: av.container.OutputContainer | None = None
+        self._head_tap: _Tap | None = None
+        self._muxers: dict[bool, av.stream.Stream] = {}
+        """One single-stream FLV muxer per track (key: is video), found by its stream."""
         self._writer: AvioWriter | None = None
         self._upstream: Upstream | None = None
-        self.video_stream: av.stream.Stream | None = None
-        self.audio_stream: av.stream.Stream | None = None
         self._origin: float | None = None
 
     def open(self, url: str, abandon: Callable[[], bool] = lambda: False) -> None:
@@ -145,19 +157,23 @@ class RtmpOutput:
             with av.logging.Capture():
                 self._writer = AvioWriter(local_url, OPEN_TIMEOUT, abandon,
                                           {"rtmp_tcurl": server_tc_url(url)})
-                # Interleaving would hold a lone stream's packets for up to 10 s (FFmpeg's
-                # default) when the other stream stalls; live output writes them now, and
-                # each packet goes to the connection as soon as it is muxed.
-                container = av.open(self._writer, "w", format="flv",
-                                    options={"max_interleave_delta": "1"},
-                                    container_options={"flush_packets": "1"})
-                self.video_stream = self._add_stream(container, video)
-                self.audio_stream = self._add_stream(container, audio) if audio else None
-                container.start_encoding()
+                # The stream's head (FLV header, metadata, both sequence headers) comes
+                # from a muxer that knows both tracks; packets go through one muxer per
+                # track, whose own head is not sent. FFmpeg's muxer interleaves by time
+                # and so holds each video packet until a later audio one is queued, a
+                # frame of delay: a muxer with one track writes every packet at once.
+                self._head_tap = _Tap(self._writer)
+                self._header = av.open(self._head_tap, "w", format="flv",
+                                       container_options={"flush_packets": "1"})
+                tracks = {True: self._add_stream(self._header, video)}
+                if audio:
+                    tracks[False] = self._add_stream(self._header, audio)
+                self._header.start_encoding()
+                for is_video, track in tracks.items():
+                    self._muxers[is_video] = self._track_muxer(track)
         except (av.FFmpegError, OSError, EOFError, ValueError, UpstreamError) as exc:
             error = classify_open_error(exc, url)
         else:
-            self._container = container
             return
         self.close()  # the connection, if it was made before the failure
         # Raised outside the except block: FFmpeg's exception (whose traceback holds this
@@ -187,9 +203,21 @@ class RtmpOutput:
         ctx.extradata = params.extradata
         return stream
 
+    def _track_muxer(self, track: av.stream.Stream) -> av.stream.Stream:
+        """An FLV muxer for `track` alone (a copy of its parameters; no codec is opened)
+        writing to the connection once its own head is dropped; returns its stream."""
+        assert self._writer is not None
+        tap = _Tap(self._writer, passing=False)
+        container = av.open(tap, "w", format="flv", container_options={"flush_packets": "1"})
+        stream = container.add_stream_from_template(track)
+        container.start_encoding()
+        tap.passing = True
+        return stream
+
     def mux(self, packet: av.Packet, is_video: bool) -> None:
         """Write one packet; raises PushNetError (3004/3005) when the session breaks."""
-        if self._container is None:
+        stream = self._muxers.get(is_video)
+        if stream is None:
             raise PushNetError(Code.PUSH_WARNING_SOCKET_BROKEN, "not connected")
         # FLV takes the first packet's time as its origin and rejects anything older: on a
         # session that starts mid-stream, audio captured just before that is not sent.
@@ -198,10 +226,10 @@ class RtmpOutput:
             self._origin = at
         elif at < self._origin:
             return
-        packet.stream = self.video_stream if is_video else self.audio_stream
+        packet.stream = stream
         try:
             with av.logging.Capture() as logs:
-                self._container.mux(packet)
+                stream.container.mux(packet)
                 return
         except (av.FFmpegError, OSError, EOFError, ValueError) as exc:
             error = classify_send_error(exc)
@@ -210,14 +238,18 @@ class RtmpOutput:
         raise error  # unchained, as in open()
 
     def close(self) -> None:
-        container, self._container = self._container, None
+        header, self._header = self._header, None
+        if self._head_tap is not None:
+            self._head_tap.passing = False
+        muxers, self._muxers = self._muxers, {}
         writer, self._writer = self._writer, None
-        # The streams hold codec contexts (with encoder threads): let them go now, even if
-        # something (an exception's traceback) still refers to this object.
-        self.video_stream = self.audio_stream = None
-        if container is not None:
-            with contextlib.suppress(av.FFmpegError, OSError, EOFError, ValueError):
-                container.close()
+        # The video muxer's trailer (H.264's end of sequence) is sent; the head's muxer has
+        # no packets to end. Closed now, even if something (an exception's traceback) still
+        # refers to this object: the head's codec contexts hold encoder threads.
+        for container in [stream.container for stream in muxers.values()] + [header]:
+            if container is not None:
+                with contextlib.suppress(av.FFmpegError, OSError, EOFError, ValueError):
+                    container.close()
         if writer is not None:
             writer.close()
         upstream, self._upstream = self._upstream, None
