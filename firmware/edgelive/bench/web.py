@@ -86,8 +86,11 @@ async def _measure(supervisor: psutil.Process, base: str, seconds: float,
             result["idle_push"].append(push)
             async with http.ws_connect(base + "/api/preview") as ws:
                 received = [0]
-                reader = asyncio.create_task(_read(ws, received))
-                await asyncio.sleep(1.0)  # the tap is on and at a key frame
+                keyed = asyncio.Event()
+                reader = asyncio.create_task(_read(ws, received, keyed))
+                # measured from the first key frame on: the wait for it (up to a GOP,
+                # 2 s in FHD mode) would otherwise count as frames not relayed
+                await asyncio.wait_for(keyed.wait(), 30)
                 start = received[0]
                 sup, push = await _period(supervisor, pusher, seconds)
                 result["fragments_per_s"].append((received[0] - start) / seconds)
@@ -108,10 +111,13 @@ async def _period(supervisor: psutil.Process, pusher: psutil.Process,
             (_cpu_s(pusher) - push0) / elapsed * 100)
 
 
-async def _read(ws: aiohttp.ClientWebSocketResponse, received: list[int]) -> None:
+async def _read(ws: aiohttp.ClientWebSocketResponse, received: list[int],
+                keyed: asyncio.Event) -> None:
     async for message in ws:
         if message.type == aiohttp.WSMsgType.BINARY:
             received[0] += 1
+            if message.data[:1] == b"K":
+                keyed.set()
 
 
 def report(result: dict[str, Any]) -> str:
