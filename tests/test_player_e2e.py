@@ -228,16 +228,20 @@ def test_http_flv_plays_and_a_dropped_stream_never_ends_with_2006(
         stop(server)
 
 
-@pytest.mark.parametrize("url", ["http://box.invalid/live.flv",  # no such name
-                                 "http://127.0.0.1:{port}/live.flv"])  # nothing listens
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://box.invalid/live.flv", "Failed to resolve hostname box.invalid"),  # no such name
+    ("http://127.0.0.1:{port}/live.flv", "Connection refused")])  # nothing listens
 def test_http_flv_failures_are_reconnects_without_the_rtmp_only_codes(
-        url: str, players: list[PlayerThread]) -> None:
+        url: str, reason: str, players: list[PlayerThread]) -> None:
     p = play(players, url.format(port=free_port()),
              reconnect={"first-delay": 0.1, "max-delay": 1})
     p.wait_for(Code.PLAY_ERR_NET_DISCONNECT, timeout=20)
     codes = p.codes()
     assert codes[:codes.index(Code.PLAY_ERR_NET_DISCONNECT) + 1] == [2103, 2103, 2103, -2301]
     assert not {3001, 3002, 3003} & set(codes)
+    # what 3001/3002 would have said is in each 2103's message (docs/codes.md)
+    reconnects = [e for e in p.events if e.code == Code.PLAY_WARNING_RECONNECT]
+    assert all(reason in e.msg for e in reconnects), [e.msg for e in reconnects]
 
 
 def test_rtmp_failures_keep_3001_and_3002(players: list[PlayerThread]) -> None:

@@ -121,7 +121,9 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.PUSH_WARNING_RECONNECT: "Connection lost; reconnecting.",
     Code.PUSH_WARNING_HW_ACCELERATION_FAIL: "Hardware encoder failed; software encoder used.",
     Code.PUSH_WARNING_SWITCH_SWENC: "Encoder cannot keep up; switched to a cheaper path.",
-    Code.WARNING_DNS_FAIL: "Server name could not be resolved.",
+    Code.WARNING_DNS_FAIL: "Server name could not be resolved. The player's 3001-3003 are "
+                           "RTMP only: an HTTP-FLV stream's failure is told in 2103's "
+                           "message.",
     Code.WARNING_SERVER_CONN_FAIL: "Server refused or did not answer the connection.",
     Code.WARNING_SHAKE_FAIL: "RTMP handshake or connect failed (not an RTMP server?).",
     Code.PUSH_WARNING_SERVER_DISCONNECT: "Server closed or rejected the publish (reason given).",
