@@ -48,4 +48,5 @@ def test_seq_increases_across_sources_and_a_worker_restart(
     restart = next(i for i, e in enumerate(seen) if e["code"] == Code.WORKER_RESTARTED)
     assert any(e["src"] == "pusher" for e in seen[restart:]), trail
     seqs = [e["seq"] for e in seen]
+    assert (seen[0]["code"], seqs[0]) == (Code.READY, 1), trail  # from 1 at each start
     assert all(a < b for a, b in pairwise(seqs)), trail
