@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from edgelive import __version__
+from edgelive.codes import DESCRIPTIONS, Code
 from edgelive.media import stamp
+from edgelive.policy.leds import PATTERNS, LedState
 from edgelive.testbed import wait_port
 from edgelive.web.auth import write_passwd
 from tests.servers import Mosquitto, NginxRtmp, free_port
@@ -55,6 +59,8 @@ def console(mosquitto: Mosquitto, nginx: NginxRtmp, run_box, tmp_path: Path) -> 
     doc = box_config(mosquitto, pusher={
         "url": nginx.url(STREAM_KEY), "source": "testsrc", "resolution": "640x360", "fps": 30,
         "audio-device": "none", "autopush": True},
+        # the player can show the box's own stream (a played URL holds the key too)
+        player={"src": nginx.url(STREAM_KEY), "sink": "offscreen", "screen-size": "640x360"},
         web={"enabled": True, "bind": "127.0.0.1", "port": port})
     doc["mqtt"].update(username=BOX, password=MQTT_PASSWORD)
     run_box(doc)
@@ -168,6 +174,98 @@ def test_console_refuses_without_session_or_csrf_and_never_shows_secrets(
     asyncio.run(scenario())
 
 
+async def logged_in(http: aiohttp.ClientSession, base: str) -> str:
+    """Log `http` in; returns the session's CSRF token."""
+    r = await http.post(base + "/login", data={"password": PASSWORD}, allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == "/"
+    return (await (await http.get(base + "/api/session")).json())["csrf"]
+
+
+async def status_until(http: aiohttp.ClientSession, base: str, test: Callable[[dict], bool],
+                       timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while not test(status := await (await http.get(base + "/api/status")).json()):
+        assert time.monotonic() < deadline, json.dumps(status)
+        await asyncio.sleep(0.1)
+    return status
+
+
+def jpeg_picture(body: bytes) -> av.VideoFrame:
+    return next(av.open(io.BytesIO(body), format="image2pipe").decode(video=0))
+
+
+def test_console_actions_snapshots_and_page_guards(console: Console, nginx: NginxRtmp) -> None:
+    async def scenario() -> None:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            base = console.url
+            csrf = await logged_in(http, base)
+
+            async def cmd(name: str, args: dict | None = None) -> aiohttp.ClientResponse:
+                return await http.post(f"{base}/api/cmd/{name}", json=args or {},
+                                       headers={"X-CSRF-Token": csrf})
+
+            await status_until(http, base, lambda s: s["pusher"]["state"] == "pushing")
+            page = await http.get(base + "/")
+            assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+
+            # the download button: the camera's picture now, as a dated attachment
+            r = await http.get(base + "/api/snapshot/pusher?download=1")
+            assert r.status == 200 and r.content_type == "image/jpeg"
+            assert r.headers["Content-Disposition"].startswith('attachment; filename="pusher-')
+            picture = jpeg_picture(await r.read())
+            assert (picture.width, picture.height) == (640, 360)
+            age = stamp.age_ms(stamp.decode(picture.to_ndarray(format="gray")),
+                               int(time.time() * 1000))
+            assert age < 5000, age
+
+            # the player's screen: nothing before it plays, its picture while it plays
+            assert (await http.get(base + "/api/snapshot/player")).status == 409
+            r = await cmd("player/play")
+            assert r.status == 200 and (await r.json())["ok"] is True, await r.text()
+            await status_until(http, base, lambda s: s["player"]["state"] == "playing")
+            r = await http.get(base + "/api/snapshot/player")
+            assert r.status == 200 and r.headers["Content-Disposition"].startswith("inline")
+            screen = jpeg_picture(await r.read()).to_ndarray(format="gray")
+            assert screen.std() > 20  # the colour bars, not a blank screen
+            assert (await (await cmd("player/stop")).json())["ok"] is True
+            await status_until(http, base, lambda s: s["player"]["state"] != "playing")
+
+            # the buttons run the MQTT verbs, arguments checked as over MQTT
+            assert (await (await cmd("pusher/pause")).json())["ok"] is True
+            await status_until(http, base, lambda s: s["pusher"]["state"] == "waiting")
+            assert (await (await cmd("pusher/resume")).json())["ok"] is True
+            await status_until(http, base, lambda s: s["pusher"]["state"] == "pushing")
+            assert (await cmd("device/privacy", {"on": "perhaps"})).status == 409
+            assert (await cmd("device/nonsense")).status == 404
+            assert (await cmd("pusher/snapshot")).status == 404  # a GET, not a command
+            assert (await (await cmd("device/privacy", {"on": True})).json())["ok"] is True
+            await status_until(http, base, lambda s: s["privacy"] and s["leds"] == "privacy")
+            assert (await (await cmd("device/privacy", {"on": False})).json())["ok"] is True
+            await status_until(http, base, lambda s: not s["privacy"])
+            assert (await (await cmd("device/identify")).json())["ok"] is True
+            await status_until(http, base, lambda s: s["leds"] == "identify", timeout=5)
+            def last_push_begin(s: dict) -> int:
+                return max(e["seq"] for e in s["events"] if e["name"] == "PUSH_EVT_PUSH_BEGIN")
+
+            before = last_push_begin(await status_until(http, base, lambda s: True))
+            r = await cmd("device/restart")
+            assert "pusher" in (await r.json())["result"]["restarted"]
+            await status_until(http, base, lambda s: last_push_begin(s) > before
+                               and s["pusher"]["state"] == "pushing")
+
+            # the preview socket is this page's only: another site's script is refused
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(base + "/api/preview",
+                                      headers={"Origin": "http://elsewhere.example"})
+            assert refused.value.status == 403
+            async with http.ws_connect(base + "/api/preview",
+                                       headers={"Origin": base}) as ws:
+                first = await ws.receive_bytes(timeout=10)
+                assert first[:1] in (b"I", b"K")
+
+    asyncio.run(scenario())
+
+
 # -- the console in a browser ----------------------------------------------------------------
 
 
@@ -212,6 +310,37 @@ def preview_latencies(driver: webdriver.Chrome, samples: int) -> list[int]:
     return ages
 
 
+# Each LED as the page draws it: lit or not, and the blinking animation's keyframes
+# (opacity, from which fraction of the period) and period in ms.
+LEDS_DRAWN = """
+return ['led-green', 'led-red'].map((id) => {
+  const node = document.getElementById(id);
+  const blinking = node.getAnimations().map((a) => [
+    a.effect.getKeyframes().map((k) => [Number(k.opacity), k.computedOffset]),
+    a.effect.getTiming().duration]);
+  return [node.classList.contains('lit'), blinking];
+});
+"""
+
+
+def leds_drawn(driver: webdriver.Chrome) -> list:
+    return driver.execute_script(LEDS_DRAWN)
+
+
+def led_patterns(state: LedState) -> list:
+    """What `leds_drawn` must show for `state`: the box's own patterns (policy/leds.py)."""
+    out = []
+    for pattern in PATTERNS[state]:
+        if not pattern.durations:
+            out.append([pattern.steady_on, []])
+            continue
+        starts = np.cumsum((0, *pattern.durations)) / pattern.period
+        frames = [[1 if i % 2 == 0 else 0.15, pytest.approx(float(t))]
+                  for i, t in enumerate(starts[:-1])]
+        out.append([False, [[[*frames, [0.15, 1]], pytest.approx(pattern.period * 1000)]]])
+    return out
+
+
 def shown(driver: webdriver.Chrome, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text
 
@@ -253,6 +382,22 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait.until(lambda d: shown(d, "st-pusher") == "pushing")
 
+    # the status: the LEDs drawn as the box lights them, MQTT, version, uptime, codes
+    wait.until(lambda d: leds_drawn(d) == led_patterns(LedState.STREAMING))
+    assert shown(browser, "led-state") == "streaming"
+    assert shown(browser, "st-mqtt") == "connected"
+    assert shown(browser, "version") == __version__
+    assert re.fullmatch(r"(\d+ h )?\d+ min \d+ s", shown(browser, "st-uptime"))
+    assert re.fullmatch(r"–|-?\d+\.\d °C.*", shown(browser, "st-temp"))
+    newest = browser.find_element(By.CSS_SELECTOR, "#last-codes li").text
+    name = newest.split()[1]
+    assert newest.startswith(f"{Code[name].value} {name} {DESCRIPTIONS[Code[name]]}")
+    # every file the page loaded came from the box (no CDN)
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)")
+    assert {console.url + "/static/app.js", console.url + "/static/style.css"} <= set(loaded)
+    assert all(url.startswith(console.url + "/") for url in loaded), loaded
+
     # the preview plays the pushed picture: its stamp gives the latency
     wait.until(lambda d: d.execute_script(
         "const v = document.getElementById('video'); return v.readyState >= 3 && "
@@ -279,6 +424,7 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     assert answer.answers[BOX]["ok"] is True
     wait.until(lambda d: shown(d, "st-pusher") == "stopped")
     assert time.monotonic() - answered <= 1.0
+    wait.until(lambda d: leds_drawn(d) == led_patterns(LedState.IDLE))
     # the worker's stop event follows its state line by a moment
     wait.until(lambda d: "PUSH_STOPPED" in shown(d, "event-list"))
     assert time.monotonic() - answered <= 2.0

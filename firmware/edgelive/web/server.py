@@ -28,6 +28,7 @@ from aiohttp import WSMsgType, web
 from edgelive import verbs
 from edgelive.codes import DESCRIPTIONS, Code
 from edgelive.config.schema import WebConfig
+from edgelive.policy.leds import PATTERNS, LedState, Pattern
 from edgelive.verbs import CommandError
 from edgelive.web import forms
 from edgelive.web.auth import LoginLimiter, Sessions, read_passwd, verify_password
@@ -196,6 +197,8 @@ class WebConsole:
             with contextlib.suppress(ValueError):
                 codes[event["code"]] = DESCRIPTIONS.get(Code(event["code"]), "")
         status["descriptions"] = {str(k): v for k, v in codes.items()}
+        # the page draws the LEDs from the patterns the box plays, not from a copy of them
+        status["led_patterns"] = [_pattern(p) for p in PATTERNS[LedState(status["leds"])]]
         status["preview_viewers"] = self.preview.viewers
         return status
 
@@ -311,6 +314,10 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="the body must be a JSON object")
     return body
+
+
+def _pattern(pattern: Pattern) -> dict[str, Any]:
+    return {"on": pattern.steady_on, "durations": list(pattern.durations)}
 
 
 def _dumps(doc: Any) -> str:

@@ -31,12 +31,25 @@ function el(tag, attrs, children) {
 
 // -- status and events ----------------------------------------------------------------
 
-const LEDS = {  // [green, red] as the box's LEDs show each state (SPEC §5)
-  identify: ["blink-fast", "blink-fast"], fatal: ["off", "on"], gave_up: ["off", "blink"],
-  reconnecting: ["blink-fast", "off"], link_short: ["on", "flash"], mqtt_lost: ["on", "flash2"],
-  health: ["on", "flash"], privacy: ["blink-slow", "off"], streaming: ["on", "off"],
-  idle: ["flash", "off"],
-};
+// One LED as the box plays it: steady (`on`) or `durations` alternating on, off… seconds.
+function drawLed(node, pattern) {
+  const key = JSON.stringify(pattern);
+  if (node.dataset.pattern === key) return;  // unchanged: the blinking keeps its phase
+  node.dataset.pattern = key;
+  for (const a of node.getAnimations()) a.cancel();
+  const d = pattern.durations;
+  node.classList.toggle("lit", !d.length && pattern.on);
+  if (!d.length) return;
+  const period = d.reduce((a, b) => a + b, 0);
+  const frames = [];
+  let t = 0;
+  d.forEach((len, i) => {
+    frames.push({ opacity: i % 2 ? 0.15 : 1, offset: t / period, easing: "step-end" });
+    t += len;
+  });
+  frames.push({ opacity: 0.15, offset: 1 });
+  node.animate(frames, { duration: period * 1000, iterations: Infinity });
+}
 const events = new Map();
 let descriptions = {};
 
@@ -70,9 +83,10 @@ function renderStatus(s) {
     (notes.length ? " · " + notes.join(", ") : ""));
   text($("st-net"), fmtNet(s.pusher));
   text($("st-playnet"), fmtNet(s.player));
-  const leds = LEDS[s.leds] || ["off", "off"];
-  $("led-green").dataset.pattern = leds[0];
-  $("led-red").dataset.pattern = leds[1];
+  const off = { on: false, durations: [] };
+  const [green, red] = s.led_patterns || [off, off];
+  drawLed($("led-green"), green);
+  drawLed($("led-red"), red);
   text($("led-state"), String(s.leds).replace("_", " "));
   Object.assign(descriptions, s.descriptions || {});
   for (const e of s.events || []) events.set(`${e.src}/${e.seq}/${e.ts}`, e);
