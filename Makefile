@@ -22,6 +22,7 @@ image: setup
 
 docs: setup
 	.venv/bin/python -m edgelive.config.docs > docs/config.md
+	.venv/bin/python -m edgelive.codes > docs/codes.md
 	.venv/bin/python -m edgelive.verbs --write docs/mqtt-api.md
 
 clean:
