@@ -300,6 +300,12 @@ return [now, c.width, luma];
 """
 
 
+PLAYING_WIDTH = """
+const v = document.getElementById('video');
+return v.readyState >= 3 && !v.paused ? v.videoWidth : 0;
+"""
+
+
 def preview_latencies(driver: webdriver.Chrome, samples: int) -> list[int]:
     ages = []
     for _ in range(samples):
@@ -417,6 +423,18 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     assert screenshot_age < 2000, screenshot_age  # the element shows the live picture
     assert p95 <= 800, ages  # goal 500 ms; margin for a shared, loaded machine
     keep_screenshot(browser, tmp_path, "console-1280.png")
+
+    # a new picture size (a new init segment, as bitrate adaptation's size step sends):
+    # the page opens a new MediaSource and plays on at the new size
+    rev = fleet.op.boxes[BOX].rev("reported")
+    set_field(browser, "pusher.resolution", "320x180")
+    wait.until(lambda d: shown(d, "settings-result") == f"saved as rev {rev + 1}")
+    assert fleet.call(fleet.op.wait_until(
+        lambda: fleet.op.boxes[BOX].rev("reported") == rev + 1, 10))
+    wait.until(lambda d: d.execute_script(PLAYING_WIDTH) == 320)
+    played = browser.execute_script("return document.getElementById('video').currentTime")
+    wait.until(lambda d: d.execute_script(
+        "return document.getElementById('video').currentTime") > played + 1)
 
     # a state change reaches the page within a second
     answer = fleet.call(fleet.op.command(BOX, "pusher/stop", {}))
