@@ -253,6 +253,18 @@ def test_console_actions_snapshots_and_page_guards(console: Console, nginx: Ngin
             await status_until(http, base, lambda s: last_push_begin(s) > before
                                and s["pusher"]["state"] == "pushing")
 
+            # a secret is write-only: a new MQTT password is stored and the box connects
+            # with it, and no answer shows it
+            r = await http.post(base + "/api/settings", headers={"X-CSRF-Token": csrf},
+                                json={"mqtt": {"password": "an0ther-secret"}})
+            assert r.status == 200 and (await r.json())["applied"] is True
+            stored = (console.state_dir / "config.toml").read_text()
+            assert "an0ther-secret" in stored and MQTT_PASSWORD not in stored
+            await status_until(http, base, lambda s: s["mqtt"] == "connected" and any(
+                e["name"] == "MQTT_CONNECTED" and e["seq"] > 2 for e in s["events"]))
+            for path in ("/api/settings", "/api/status"):
+                assert "an0ther-secret" not in await (await http.get(base + path)).text()
+
             # the preview socket is this page's only: another site's script is refused
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http.ws_connect(base + "/api/preview",
@@ -469,6 +481,8 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     reported = fleet.op.boxes[BOX].reported
     assert reported["applied"] is True
     assert reported["config"]["pusher"]["max-bitrate"] == 700
+    # the empty secret field sent nothing: the stored MQTT password is the same
+    assert MQTT_PASSWORD in (console.state_dir / "config.toml").read_text()
 
     # out of range: the field says why, nothing changes
     set_field(browser, "pusher.max-bitrate", "99999")
