@@ -131,7 +131,7 @@ def run(seconds: float = 20.0, latency_seconds: float = 10.0, runs: int = 3) -> 
              f"{ff:.3f} / {ours:.3f}", f"{ours / ff:.2f}x") for n, (ff, ours) in enumerate(pairs)]
     rows += [
         ("pusher / ffmpeg, median", f"{float(np.median(ratios)):.2f}",
-         f"range {min(ratios):.2f}-{max(ratios):.2f}, target <= 1.10"),
+         f"range {min(ratios):.2f}-{max(ratios):.2f}, target <= 1.05"),
         ("latency p50 (ms), RTC 720p30", f"{p50:.0f}", f"{len(ages)} frames"),
         ("latency p95 (ms), RTC 720p30", f"{p95:.0f}", "target <= 25"),
     ]
