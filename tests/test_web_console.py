@@ -407,6 +407,8 @@ def test_console_in_a_browser(console: Console, fleet: Fleet, browser: webdriver
     assert shown(browser, "version") == __version__
     assert re.fullmatch(r"(\d+ h )?\d+ min \d+ s", shown(browser, "st-uptime"))
     assert re.fullmatch(r"–|-?\d+\.\d °C.*", shown(browser, "st-temp"))
+    assert re.fullmatch(r"640x360 [\d.]+ fps, video \d+ kbps, net \d+ kbps, queue \d+ \(\d+ ms\)",
+                        shown(browser, "st-net"))
     newest = browser.find_element(By.CSS_SELECTOR, "#last-codes li").text
     name = newest.split()[1]
     assert newest.startswith(f"{Code[name].value} {name} {DESCRIPTIONS[Code[name]]}")

@@ -64,7 +64,8 @@ function fmtNet(w) {
   if (!n.videoWidth && !n.videoBitrate) return "–";
   return `${n.videoWidth}x${n.videoHeight} ${n.videoFPS} fps, video ${n.videoBitrate} kbps` +
     (n.netSpeed !== undefined ? `, net ${n.netSpeed} kbps` : "") +
-    (n.queue !== undefined ? `, queue ${n.queue}` : "");
+    (n.queueDepth !== undefined ? `, queue ${n.queueDepth} (${n.backlogMs} ms)` : "") +
+    (n.cache !== undefined ? `, buffer ${n.cache} s` : "");  // the player's
 }
 
 function renderStatus(s) {
