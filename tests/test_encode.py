@@ -71,6 +71,25 @@ def test_set_bitrate_takes_effect_without_reopening() -> None:
     assert low < high / 4, (high, low)
 
 
+def test_a_lower_bitrate_holds_from_the_first_second() -> None:
+    """The VBV ceiling follows the target: x264 comes down within the first second after
+    the change, instead of spending the old ceiling's buffer (about 310 against 510 kbit in that
+    second from 1500 to 200 kbit/s on testsrc2 at 640x360, the rest at 200)."""
+    plan = VideoPlan(640, 360, 30, 30, 150, 1500, True)
+    source = av.open("testsrc2=size=640x360:rate=30", format="lavfi")
+    seconds = [0] * 4
+    with PyAvVideoEncoder(plan) as encoder, source:
+        for i, frame in enumerate(source.decode(video=0)):
+            if i == 60:
+                encoder.set_bitrate(200)
+            seconds[i // 30] += sum(p.size for p in encoder.encode(frame, i * 33)) * 8
+            if i == 119:
+                break
+    assert seconds[1] > 1_000_000  # the content needs more than 1 Mbit/s
+    assert seconds[2] < 1.8 * 200_000, seconds
+    assert seconds[3] < 1.15 * 200_000, seconds
+
+
 def test_hardware_encoder_failure_falls_back_to_libx264_with_a_reason() -> None:
     with pytest.raises(HardwareEncoderUnavailable) as info:
         PyAvVideoEncoder(RTC, "h264_v4l2m2m")

@@ -112,15 +112,15 @@ def test_adapter_lowers_the_encoder_and_reports_1101_once() -> None:
         report = adapter.tick(stats(850, 0), 800, waiting=False)
         assert report["targetBitrate"] == 800 and encoder.kbps == 800
         # 450 kbit/s carried, 0.5 s queued: 0.8 × 450 − 32 of audio = 328, minus the queue
-        # beyond 0.2 s drained over 3 s: (0.5 − 0.2) × 832 / 3 = 83
+        # beyond 0.15 s drained over 3 s: (0.5 − 0.15) × 832 / 3 = 97
         clock[0] = 1.0
         report = adapter.tick(stats(450, 500), 800, waiting=False)
-        assert encoder.kbps == report["targetBitrate"] == 245 and report["linkShort"]
+        assert encoder.kbps == report["targetBitrate"] == 231 and report["linkShort"]
         # a blocked mux() with a moderate queue is congestion too, in the same episode:
-        # 0.8 × 200 − 32 = 128, less (0.3 × 263 − 0.2 × 277) / 3 = 8
+        # 0.8 × 200 − 32 = 128, less (0.17 − 0.15) × 263 / 3 = 2
         clock[0] = 2.0
-        adapter.tick(stats(200, 300, jitter_ms=400), 231, waiting=False)
-        assert encoder.kbps == 120
+        adapter.tick(stats(200, 170, jitter_ms=400), 231, waiting=False)
+        assert encoder.kbps == 126
         assert encoder.size == PictureSize(640, 360, 25)  # 100 kbit/s still fits this size
     assert [e["code"] for e in seen] == [Code.PUSH_WARNING_NET_BUSY]
     assert seen[0]["detail"]["send_kbps"] == 450

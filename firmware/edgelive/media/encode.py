@@ -30,6 +30,7 @@ from av.video.frame import PictureType
 
 from edgelive.codes import Code
 from edgelive.config.presets import AudioPlan, VideoPlan
+from edgelive.media.rate_control import set_vbv
 
 MS = Fraction(1, 1000)
 """Video timestamps are capture times in milliseconds since the stream started."""
@@ -201,8 +202,9 @@ class PyAvVideoEncoder(VideoEncoder):
             "sc_threshold": "0",
             "forced-idr": "1",
             # VBV makes live bit-rate changes effective (FACTS: ignored without it).
-            "maxrate": f"{plan.max_kbps}k",
-            "bufsize": f"{plan.max_kbps if plan.low_latency else plan.max_kbps * 2}k",
+            # the target in use: the plan's maximum at first, the adapted rate on a resize
+            "maxrate": f"{self.kbps}k",
+            "bufsize": f"{self._vbv_buffer_kbit(self.kbps)}k",
         }
         if plan.low_latency:
             options["tune"] = "zerolatency"
@@ -274,6 +276,14 @@ class PyAvVideoEncoder(VideoEncoder):
     def set_bitrate(self, kbps: int) -> None:
         self.kbps = max(1, min(kbps, self.plan.max_kbps))
         self._ctx.bit_rate = _bits(self.kbps)
+        if self.name == "libx264":
+            # The ceiling follows, or x264 takes seconds to come down to a lower target.
+            set_vbv(self._ctx, self.kbps, self._vbv_buffer_kbit(self.kbps))
+
+    def _vbv_buffer_kbit(self, max_kbps: int) -> int:
+        """One second of the ceiling in low-latency modes (a key frame crosses the link in
+        about a second at most), two otherwise."""
+        return max_kbps // 2 if self.plan.low_latency else max_kbps * 2
 
     def close(self) -> None:
         self._closed = True  # PyAV frees the codec context with its last reference

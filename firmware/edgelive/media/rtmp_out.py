@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 10.0
 """Connect, handshake and publish: FFmpeg's RTMP would wait for a silent server forever
 (its TCP connect alone gives up after 5 s)."""
-STALE_MS = 400
+STALE_MS = 600
 """A video frame that would reach the wire later than this behind the newest one (queue,
 unsent bytes at the delivery rate, the path's queue) is dropped before the socket, and the
 frames after it until the next key frame (which always goes: decoding restarts there)."""
@@ -296,6 +296,11 @@ class SenderStats:
     """Bytes on the wire per media byte since the previous stats (FLV and RTMP framing)."""
     stale_frames: int = 0
     """Video frames dropped as stale (STALE_MS) since the session began."""
+    peak_delay_ms: float = 0.0
+    """The longest a video packet would have waited to reach the wire (see `_stale`) since
+    the previous stats, not counting a wait the link was not the cause of (it idled for
+    want of data: the box was late). A reading at the tick alone misses a delay that
+    builds and is cut by the stale drop between two ticks."""
 
 
 class PacketSender:
@@ -308,6 +313,7 @@ class PacketSender:
         self._skipping = False
         """Stale video is being dropped until the next key frame."""
         self._stale_frames = 0
+        self._peak_late_ms = 0.0
         self._media_bytes = 0
         self._previous: tuple[TcpReadings, int] | None = None
         self._wire_kbps = 0.0
@@ -416,12 +422,16 @@ class PacketSender:
             return False
         if self._skipping:
             return True
-        late_ms = float(self._newest_ms - stream_ms)
+        queued_ms = float(self._newest_ms - stream_ms)
+        link_ms = 0.0
         tcp = self._output.readings()
         if tcp is not None:
-            late_ms += max(0.0, tcp.rtt_ms - tcp.min_rtt_ms)
+            link_ms += max(0.0, tcp.rtt_ms - tcp.min_rtt_ms)
             if self._wire_kbps > 0:
-                late_ms += tcp.unsent_bytes * 8 / self._wire_kbps
+                link_ms += tcp.unsent_bytes * 8 / self._wire_kbps
+        late_ms = queued_ms + link_ms
+        self._peak_late_ms = max(self._peak_late_ms,
+                                 link_ms if tcp is not None and tcp.app_limited else late_ms)
         if late_ms <= STALE_MS:
             return False
         # No key frame is asked for: on a short link a key frame is what takes longest to
@@ -460,6 +470,7 @@ class PacketSender:
             sent = sum(size for _, size in self._sent)
             times = list(self._mux_times)
             dropped = self._dropped
+        peak_ms, self._peak_late_ms = self._peak_late_ms, 0.0
         jitter = (max(times) - min(times)) * 1000 if times else 0.0
         depth = self._queue.qsize()
         tcp = self._output.readings()
@@ -471,6 +482,7 @@ class PacketSender:
             dropped_frames=dropped,
             jitter_ms=round(jitter, 1),
             tcp=tcp, wire_kbps=wire_kbps, overhead=overhead, stale_frames=self._stale_frames,
+            peak_delay_ms=peak_ms,
         )
 
     def stop(self) -> None:

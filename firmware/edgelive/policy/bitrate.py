@@ -22,13 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # -- congestion detection
-HIGH_BACKLOG_S = 0.3
-"""Delay added past this is a short link: a key frame burst on a healthy link drains in
-well under 0.3 s, and every queued second is a second of viewer latency."""
-LOW_BACKLOG_S = 0.2
+HIGH_BACKLOG_S = 0.2
+"""Delay added past this is a short link. It is the peak a video packet met during the tick
+(`LinkSample.peak_delay_s`), so a link that drops shows within a tick; a key frame on a
+healthy link adds far less (the encoder's VBV buffer is half a second of the target, and a
+key frame uses a part of it), and every queued second is a second of viewer latency."""
+LOW_BACKLOG_S = 0.15
 """At or below this nothing counts as queued (a key frame in flight: at 1.5 Mbit/s a 30 KB
 key frame alone raises the RTT by 160 ms while it crosses the link)."""
-MUX_BLOCK_BACKLOG_S = 0.25
+MUX_BLOCK_BACKLOG_S = 0.15
 """`mux()` blocks for a moment on key frames even on a good link, so blocking counts as
 congestion only once this much media is queued behind it."""
 
@@ -54,13 +56,25 @@ PROBE_INTERVAL_NEAR_S = 1.5
 """Probe interval close to the rate that last congested the link: the hysteresis that keeps
 the target from sawing in and out of congestion."""
 NEAR_CONGESTION = 0.95
-"""'Close' means from 95 % to 105 % of the rate the link carried when it last congested: a
-probe just past the limit builds a queue slowly, so the next one waits to see it. Narrow,
-because a link that came back is found only by probing past its old limit."""
+"""'Close' means from 95 % of the rate the link carried when it last congested: a probe
+just past the limit builds a queue slowly, so the next one waits to see it. The limit is
+forgotten once the link carries (acknowledges) more than 1/0.95 of it: the link came back."""
+PROBE_FAILED_S = 0.12
+"""A probe failed when the delay reaches this within PROBE_WINDOW_S of it: well below
+HIGH_BACKLOG_S, because a probe overshoots the link by a few % and the queue builds
+slowly, so waiting for the congestion threshold would cost seconds of latency. The target
+goes back to where it was before the probe, without a short-link episode."""
+PROBE_WINDOW_S = 4.0
+"""How long a probe is watched: the encoder reaches the new rate within about a second,
+and a 12 % overshoot of the link adds 0.1 s of queue per second."""
+PROBE_BACKOFF_MAX_S = 24.0
+"""Each failed probe doubles the wait before the next one (from 2 s), up to this, and a
+probe that holds resets it: a link that stays where it is costs a bump of latency of about
+PROBE_FAILED_S every half minute at most."""
 HOLD_AFTER_CONGESTION_S = 2.0
 """No probing this long after the last congested tick: the encoder's rate control and the
 queue need a moment to settle before the next measurement means anything."""
-APP_LIMITED_RATIO = 0.6
+APP_LIMITED_RATIO = 0.8
 """A target the encoder does not use (a still scene) proves nothing about the link, so the
 target is not raised while the encoder produces less than this share of it. At a lower rung
 such a scene counts as carried at the ceiling (a step up is due): it may never fill it."""
@@ -161,6 +175,9 @@ class LinkSample:
     app_limited: bool = False
     """The kernel found the link idle for want of data at the last ACK: frames that went
     stale then were late from the box (a CPU stall), not from the link."""
+    peak_delay_s: float = 0.0
+    """The largest delay a video packet met during the tick (the sender measures it per
+    packet): the reading at the tick misses one that built and was cut between ticks."""
 
     @property
     def delivered_kbps(self) -> float:
@@ -178,6 +195,12 @@ class LinkSample:
         rate = self.delivered_kbps
         socket_s = self.unsent_bytes * 8 / 1000 / rate if rate > 0 else 0.0
         return self.backlog_s + socket_s + self.path_s
+
+    @property
+    def worst_delay_s(self) -> float:
+        """The delay now or, if larger, the peak during the tick: what congestion is
+        judged by."""
+        return max(self.delay_s, self.peak_delay_s)
 
     @property
     def queued_kbit(self) -> float:
@@ -219,6 +242,11 @@ class BitrateController:
         self._last_congested = float("-inf")
         self._link_kbps: float | None = None
         """Video rate the link carried when it last congested; probes near it go slower."""
+        self._probe_backoff = 0.0
+        """Extra wait before the next probe, doubled by each failed one."""
+        self._before_probe: float | None = None
+        """The target before the probe being watched, None when none is."""
+        self._probed_at = float("-inf")
         self._recovery_kbps = 0.0
         self._floor_short_since: float | None = None
         self._at_ceiling_since: float | None = None
@@ -240,7 +268,7 @@ class BitrateController:
         return self._link_short
 
     def tick(self, now: float, sample: LinkSample) -> BitrateDecision:
-        delay = sample.delay_s
+        delay = sample.worst_delay_s
         stale = sample.stale_frames > 0 and not sample.app_limited
         congested = delay >= HIGH_BACKLOG_S or stale or (
             sample.mux_blocked and delay >= MUX_BLOCK_BACKLOG_S)
@@ -261,6 +289,7 @@ class BitrateController:
         carried = DECREASE_FACTOR * media_kbps - self.other_kbps
         desired = carried - excess_kbit / DRAIN_S
         self._link_kbps = link_kbps
+        self._before_probe = None
         # Once the queue has drained the drain term goes (never above the congested target).
         self._recovery_kbps = min(self._target, carried)
         if desired < self._target:
@@ -293,7 +322,11 @@ class BitrateController:
         self._floor_short_since = None
         if self._link_short and now - self._last_congested >= LINK_OK_AFTER_S:
             self._link_short = False
-        empty = sample.delay_s <= LOW_BACKLOG_S
+        delay = sample.worst_delay_s
+        carried = sample.delivered_kbps / max(1.0, sample.overhead) - self.other_kbps
+        if self._probe_failed(now, delay, carried):
+            return 0
+        empty = delay <= LOW_BACKLOG_S
         if empty:
             if self._recovery_kbps > self._target:
                 # The queue drained: drop the drain term, back to what the link carried.
@@ -309,15 +342,35 @@ class BitrateController:
             self._at_ceiling_since = None
             return 0
         self._at_ceiling_since = None
-        near = (self._link_kbps is not None
-                and self._target * (1 + PROBE_STEP) >= NEAR_CONGESTION * self._link_kbps)
-        interval = PROBE_INTERVAL_NEAR_S if near else PROBE_INTERVAL_S
+        limit = self._link_kbps
+        if limit is not None and carried > limit / NEAR_CONGESTION:
+            self._link_kbps = limit = None  # carried well past it: that limit is gone
+        near = limit is not None and self._target * (1 + PROBE_STEP) >= NEAR_CONGESTION * limit
+        interval = (PROBE_INTERVAL_NEAR_S if near else PROBE_INTERVAL_S) + self._probe_backoff
         if (empty and now - self._last_congested >= HOLD_AFTER_CONGESTION_S
                 and now - self._last_change >= interval):
+            self._before_probe, self._probed_at = self._target, now
             self._set_target(now, self._target * (1 + (PROBE_STEP_NEAR if near else PROBE_STEP)))
-            if self._link_kbps is not None and self._target > self._link_kbps / NEAR_CONGESTION:
-                self._link_kbps = None  # carried well past it: that limit is gone
         return 0
+
+    def _probe_failed(self, now: float, delay: float, carried: float) -> bool:
+        """Whether the probe being watched just failed: the target goes back to where it
+        was, or below what the link carries now if that is less (an encoder that filled an
+        earlier probe only slowly let it pass as held)."""
+        if self._before_probe is None:
+            return False
+        if now - self._probed_at > PROBE_WINDOW_S:
+            self._before_probe = None  # it held
+            self._probe_backoff = 0.0
+            return False
+        if delay < PROBE_FAILED_S:
+            return False
+        self._probe_backoff = min(PROBE_BACKOFF_MAX_S,
+                                  max(2 * PROBE_INTERVAL_S, 2 * self._probe_backoff))
+        self._set_target(now, min(self._before_probe, DECREASE_FACTOR * carried
+                                  if carried > 0 else self._before_probe))
+        self._before_probe = None
+        return True
 
     def _maybe_step_resolution_up(self, now: float) -> int:
         if self._rung == self._top:

@@ -105,8 +105,9 @@ class Adapter:
             overhead=stats.overhead,
             stale_frames=stale,
             app_limited=tcp.app_limited if tcp else False,
+            peak_delay_s=stats.peak_delay_ms / 1000,
         )
-        self._delay_ms = round(sample.delay_s * 1000)
+        self._delay_ms = round(sample.worst_delay_s * 1000)
         decision = self._controller.tick(now, sample)
         if decision.link_short_began:
             self._events.emit(Code.PUSH_WARNING_NET_BUSY,

@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ADAPT_INTERVAL_S = 0.5
+"""The bitrate adaptation ticks twice a second (netstatus goes out once a second): a link
+that drops below the stream's rate adds a tenth of a second of delay every few tenths, and
+the encoder needs about as long again to follow a new target."""
+
 NetstatusCallback = Callable[[dict[str, Any]], None]
 StateCallback = Callable[[str], None]
 
@@ -460,7 +465,9 @@ class Pusher:
 
     def _report(self) -> None:
         cpu = CpuMeter()
-        while not self._stop.wait(1.0):
+        tick = 0
+        while not self._stop.wait(ADAPT_INTERVAL_S):
+            tick += 1
             link = self._link
             sender = link.stats() if link else None
             status = netstatus(
@@ -474,4 +481,5 @@ class Pusher:
                 if link is not None:  # what the socket may hold in flight follows it
                     link.limit_rate(adapter.target_kbps + self.audio.kbps)
             self._last_status = status
-            self._on_netstatus(status)
+            if tick % round(1 / ADAPT_INTERVAL_S) == 0:  # netstatus: once a second
+                self._on_netstatus(status)
