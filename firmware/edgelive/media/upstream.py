@@ -56,6 +56,10 @@ buffer for its bookkeeping), not a modem buffer's worth."""
 HANDOVER_DRAIN_S = 0.2
 """How long a hand-over may wait for the server's socket to take what is still in the
 loopback hop (a congested link: the relay goes on, and it is asked again later)."""
+SIOCOUTQNSD = 0x894B
+"""Bytes in a socket not sent yet (linux/sockios.h). Its unacknowledged bytes are no sign
+of data in between: on loopback what was sent is in the peer's queue, acknowledged or not
+(delayed ACKs leave a few hundred bytes unacknowledged for up to 40 ms)."""
 MIN_SNDBUF = 8192
 CONNECT_TIMEOUT = 5.0
 """As FFmpeg's own connect timeout was: a host that drops packets fails in 5 s."""
@@ -423,7 +427,7 @@ class Upstream:
         with self._handover_lock:
             if (self._handover_asked and client is not None and self._ffmpeg_fd is not None
                     and not to_up and not queued(local, termios.FIONREAD)
-                    and not queued(client, termios.TIOCOUTQ)
+                    and not queued(client, SIOCOUTQNSD)
                     and not queued(client, termios.FIONREAD)):
                 # FFmpeg's socket is non-blocking and polls before each write: the server's
                 # connection is too (the relay set it), a flag the two descriptors share.
