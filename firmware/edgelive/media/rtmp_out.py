@@ -117,19 +117,14 @@ def classify_send_error(exc: Exception) -> PushNetError:
 
 
 class _Tap:
-    """What one FLV muxer writes, sent to the connection while `passing`; each write is
-    one packet, written corked (`Upstream.corked`)."""
+    """What one FLV muxer writes, sent to the connection while `passing`."""
 
-    def __init__(self, writer: AvioWriter, upstream: Upstream, passing: bool = True) -> None:
+    def __init__(self, writer: AvioWriter, passing: bool = True) -> None:
         self._writer = writer
-        self._upstream = upstream
         self.passing = passing
 
     def write(self, data: bytes) -> int:
-        if not self.passing:
-            return len(data)
-        with self._upstream.corked():
-            return self._writer.write(data)
+        return self._writer.write(data) if self.passing else len(data)
 
 
 class RtmpOutput:
@@ -167,7 +162,7 @@ class RtmpOutput:
                 # track, whose own head is not sent. FFmpeg's muxer interleaves by time
                 # and so holds each video packet until a later audio one is queued, a
                 # frame of delay: a muxer with one track writes every packet at once.
-                self._head_tap = _Tap(self._writer, self._upstream)
+                self._head_tap = _Tap(self._writer)
                 self._header = av.open(self._head_tap, "w", format="flv",
                                        container_options={"flush_packets": "1"})
                 tracks = {True: self._add_stream(self._header, video)}
@@ -176,8 +171,6 @@ class RtmpOutput:
                 self._header.start_encoding()
                 for is_video, track in tracks.items():
                     self._muxers[is_video] = self._track_muxer(track)
-            # FFmpeg is idle until the first packet: the moment to give it the connection.
-            self._upstream.hand_over()
         except (av.FFmpegError, OSError, EOFError, ValueError, UpstreamError) as exc:
             error = classify_open_error(exc, url)
         else:
@@ -213,8 +206,8 @@ class RtmpOutput:
     def _track_muxer(self, track: av.stream.Stream) -> av.stream.Stream:
         """An FLV muxer for `track` alone (a copy of its parameters; no codec is opened)
         writing to the connection once its own head is dropped; returns its stream."""
-        assert self._writer is not None and self._upstream is not None
-        tap = _Tap(self._writer, self._upstream, passing=False)
+        assert self._writer is not None
+        tap = _Tap(self._writer, passing=False)
         container = av.open(tap, "w", format="flv", container_options={"flush_packets": "1"})
         stream = container.add_stream_from_template(track)
         container.start_encoding()
@@ -234,9 +227,6 @@ class RtmpOutput:
         elif at < self._origin:
             return
         packet.stream = stream
-        upstream = self._upstream
-        if upstream is not None and not upstream.direct and is_video and packet.is_keyframe:
-            upstream.hand_over()  # refused at open (a server message FFmpeg had not read)
         try:
             with av.logging.Capture() as logs:
                 stream.container.mux(packet)
@@ -458,7 +448,7 @@ class PacketSender:
         self._wire_kbps = (tcp.acked_bytes - before.acked_bytes) * 8 / 1000 / (
             tcp.at - before.at)
         if media - media_before > 4096:  # enough to tell framing from noise
-            ratio = (tcp.written_bytes - before.written_bytes) / (media - media_before)
+            ratio = (tcp.relayed_bytes - before.relayed_bytes) / (media - media_before)
             self._overhead = min(1.5, max(1.0, ratio))
         return self._wire_kbps, self._overhead
 

@@ -1,14 +1,10 @@
-"""The push's own TCP connection to the ingest server, handed to FFmpeg's RTMP client.
+"""The push's own TCP connection to the ingest server, relayed to FFmpeg's RTMP client.
 
-FFmpeg speaks RTMP but opens its socket itself, so a publish starts through a relay in
+FFmpeg speaks RTMP but keeps its socket to itself, so a publish goes through a relay in
 this process: `Upstream.connect()` opens the one real connection to the server (TLS for
 rtmps://) and a loopback listener, and FFmpeg's RTMP client publishes to that listener with
-the server's own tcUrl. One thread moves the bytes both ways. Once FFmpeg has published and
-is idle, with nothing of either direction left in the loopback hop, `hand_over()` puts the
-real connection in place of FFmpeg's loopback socket (dup2 onto its descriptor) and the
-relay ends: FFmpeg then writes to the server itself, with no copy and no thread in
-between. Over TLS the relay stays (the TLS session lives in this process). The server sees
-exactly one connection per publish, as before.
+the server's own tcUrl. One thread moves the bytes both ways. The server sees exactly one
+connection per publish, as before.
 
 Owning the socket gives the pusher two things no sysctl-free FFmpeg option does:
 - `TCP_NOTSENT_LOWAT` on that socket: the kernel accepts only this much data it has not
@@ -17,10 +13,10 @@ Owning the socket gives the pusher two things no sysctl-free FFmpeg option does:
 - `TCP_INFO` at every tick (`readings()`): RTT, unsent and unacknowledged bytes, the
   kernel's delivery-rate estimate, bytes acknowledged: the controller's early signals.
 
-While it relays, the loopback hop is kept small (FFmpeg's socket's send buffer, the
-relay's receive buffer, one chunk in hand), for the same reason. FFmpeg is told the
-server's own tcUrl (`server_tc_url`), so a server that picks a virtual host or checks a
-token by it sees what a direct publish would have sent, not the relay's loopback address.
+The loopback hop is kept small (FFmpeg's socket's send buffer, the relay's receive
+buffer, one chunk in hand), for the same reason. FFmpeg is told the server's own tcUrl
+(`server_tc_url`), so a server that picks a virtual host or checks a token by it sees what
+a direct publish would have sent, not the relay's loopback address.
 """
 
 from __future__ import annotations
@@ -29,7 +25,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import select
 import selectors
 import socket
 import ssl
@@ -37,7 +32,6 @@ import struct
 import termios
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,13 +47,6 @@ IN_FLIGHT_S = 0.05
 long plus the path's RTT: enough to keep the link busy, while a link that drops below the
 rate finds at most about a tenth of a second of video in flight (the kernel doubles the
 buffer for its bookkeeping), not a modem buffer's worth."""
-HANDOVER_DRAIN_S = 0.2
-"""How long a hand-over may wait for the server's socket to take what is still in the
-loopback hop (a congested link: the relay goes on, and it is asked again later)."""
-SIOCOUTQNSD = 0x894B
-"""Bytes in a socket not sent yet (linux/sockios.h). Its unacknowledged bytes are no sign
-of data in between: on loopback what was sent is in the peer's queue, acknowledged or not
-(delayed ACKs leave a few hundred bytes unacknowledged for up to 40 ms)."""
 MIN_SNDBUF = 8192
 CONNECT_TIMEOUT = 5.0
 """As FFmpeg's own connect timeout was: a host that drops packets fails in 5 s."""
@@ -71,7 +58,7 @@ RTMP_PORT, RTMPS_PORT = 1935, 443
 _TCP_INFO = struct.Struct("=8B24I4Q2I4IQ3Q2I2Q")
 _TCP_INFO_FIELDS = {"snd_mss": 10, "unacked": 12, "lost": 14, "rtt": 23, "rttvar": 24,
                     "snd_cwnd": 26, "total_retrans": 31, "bytes_acked": 34,
-                    "notsent_bytes": 38, "min_rtt": 39, "delivery_rate": 42}
+                    "notsent_bytes": 38, "min_rtt": 39, "delivery_rate": 42, "bytes_sent": 48}
 _APP_LIMITED_BIT = 0x01  # in the byte after the wscale nibbles (tcpi_delivery_rate_app_limited)
 
 
@@ -96,9 +83,9 @@ class TcpReadings:
     """That sample was taken while the sender had too little to send to fill the link."""
     acked_bytes: int
     """Bytes the server acknowledged since the connection opened (a counter)."""
-    written_bytes: int
-    """Bytes written to the connection since it opened, sent or not (a counter): media
-    plus FLV, RTMP (and TLS) framing, which gives the container's overhead."""
+    relayed_bytes: int
+    """Bytes FFmpeg handed the relay since the connection opened (a counter): media plus
+    FLV and RTMP framing, which gives the container's overhead."""
     retransmits: int
     """Segments retransmitted since the connection opened (a counter): loss on the path."""
 
@@ -112,15 +99,14 @@ def read_tcp_info(sock: socket.socket) -> dict[str, int]:
     return info
 
 
-def tune_client(address: tuple[str, int]) -> tuple[socket.socket, int] | None:
+def tune_client(address: tuple[str, int]) -> socket.socket | None:
     """Give FFmpeg's end of the loopback hop (the socket of this process bound to
     `address`) a small fixed send buffer and no Nagle delay; returns a duplicate of it to
-    read its queues from and FFmpeg's own descriptor number, None when it is not found.
-    Autotuning would grow that buffer to hold seconds of a slow uplink's video."""
+    read its queue from, None when it is not found. Autotuning would grow that buffer to
+    hold seconds of a slow uplink's video."""
     for name in os.listdir("/proc/self/fd"):
         try:
-            number = int(name)
-            fd = os.dup(number)
+            fd = os.dup(int(name))
         except (OSError, ValueError):
             continue
         try:
@@ -135,7 +121,7 @@ def tune_client(address: tuple[str, int]) -> tuple[socket.socket, int] | None:
         if found:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LOOPBACK_BUFFER)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock, number
+            return sock
         sock.close()
     return None
 
@@ -199,18 +185,7 @@ class Upstream:
         self._in_hand = 0
         self._loopback: tuple[socket.socket | None, socket.socket | None] = (None, None)
         """FFmpeg's end (a duplicate) and the relay's end of the loopback hop."""
-        self._ffmpeg_fd: int | None = None
-        self._handover = threading.Lock()
-        """Held by `hand_over()` while it waits for the relay's answer."""
-        self._handover_asked = False
-        self._handover_lock = threading.Lock()
-        """The relay checks the ask and acts on it under this lock: an ask withdrawn after
-        its timeout is never acted on while FFmpeg writes again."""
-        self._handover_done = threading.Event()
-        self.direct = False
-        """FFmpeg writes to the server's connection itself (`hand_over()` succeeded)."""
-        self._cork = False
-        """Packets are written corked (`corked()`)."""
+        self._relayed = 0
         self._thread: threading.Thread | None = None
 
     def connect(self) -> str:
@@ -274,10 +249,7 @@ class Upstream:
             unacked_bytes=info["unacked"] * info["snd_mss"],
             delivery_kbps=info["delivery_rate"] * 8 / 1000,
             app_limited=bool(info["app_limited"]),
-            acked_bytes=info["bytes_acked"],
-            # acknowledged + still in the socket (SIOCOUTQ: unacknowledged and unsent); the
-            # kernel's bytes_sent counts a segment the local qdisc dropped twice
-            written_bytes=info["bytes_acked"] + queued(sock, termios.TIOCOUTQ),
+            acked_bytes=info["bytes_acked"], relayed_bytes=self._relayed,
             retransmits=info["total_retrans"])
 
     def limit_rate(self, kbps: float, min_rtt_ms: float) -> None:
@@ -289,46 +261,6 @@ class Upstream:
         size = max(MIN_SNDBUF, round(kbps * 125 * (IN_FLIGHT_S + min_rtt_ms / 1000)))
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-
-    def hand_over(self, timeout: float = 1.0) -> bool:
-        """Give FFmpeg the server's connection in place of its loopback socket; call only
-        while FFmpeg is idle (between two writes). False when it cannot be done now (TLS,
-        bytes still in the loopback hop, no answer from the relay in `timeout` s): the
-        relay goes on, and it may be asked again later."""
-        if self.direct:
-            return True
-        if isinstance(self._sock, ssl.SSLSocket) or self._ffmpeg_fd is None:
-            return False
-        with self._handover:
-            self._handover_done.clear()
-            self._handover_asked = True
-            with contextlib.suppress(OSError):
-                self._wake_w.send(b"h")
-            self._handover_done.wait(timeout)
-            with self._handover_lock:
-                self._handover_asked = False
-                return self.direct
-
-    @contextlib.contextmanager
-    def corked(self) -> Iterator[None]:
-        """Around one packet's writes once FFmpeg writes to the server itself: its RTMP
-        client writes each chunk header, chunk and marker byte on its own, each a segment
-        of its own without Nagle. Corked, they leave as full segments, and uncorking sends
-        the packet's tail at once. A corked socket holds back less than one segment, so the
-        unsent bytes FFmpeg waits on (the low-water mark) are always sendable, unless a
-        segment is as large as that mark (loopback's 64 KB): there it is not corked, as
-        FFmpeg would wait for the cork's 200 ms timer."""
-        sock = self._sock if self._cork else None
-        if sock is None:
-            yield
-            return
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
 
     def _loopback_bytes(self) -> int:
         client, relay_end = self._loopback
@@ -347,16 +279,14 @@ class Upstream:
             return
         finally:
             self._listener.close()
-        found = tune_client(local.getpeername())
-        client, self._ffmpeg_fd = found if found else (None, None)
+        client = tune_client(local.getpeername())
         self._loopback = (client, local)
         with contextlib.suppress(OSError), local:
             self._relay(local, self._sock)
             self._loopback = (None, None)  # before the sockets close: readings() reads them
         if client is not None:
             client.close()
-        if not self.direct:
-            self.close()
+        self.close()
 
     def _relay(self, local: socket.socket, up: socket.socket) -> None:
         """Until either side ends: FFmpeg → server one chunk at a time (read only once the
@@ -381,14 +311,7 @@ class Upstream:
                     selectors.EVENT_WRITE if to_up else 0))
                 ready = {key.fileobj: mask for key, mask in selector.select()}
                 if self._wake_r in ready:
-                    self._wake_r.recv(16)
-                    if self._closing.is_set():
-                        return
-                    if self._handover_asked:
-                        to_up = self._drained(to_up, local, up)
-                        if self._took_over(to_up, local, up):
-                            return
-                    continue
+                    return
                 if up in ready and ready[up] & selectors.EVENT_READ and not self._down(up, local):
                     return
                 if to_up and up in ready and ready[up] & selectors.EVENT_WRITE:
@@ -397,46 +320,11 @@ class Upstream:
                     data = local.recv(CHUNK)
                     if not data:
                         local_done = True
+                    self._relayed += len(data)
                     to_up = self._send(up, data) if data else b""
                 self._in_hand = len(to_up)
                 if local_done and not to_up:
                     return
-
-    def _drained(self, to_up: bytes, local: socket.socket, up: socket.socket) -> bytes:
-        """Everything FFmpeg wrote (it is idle while a hand-over is asked) read and sent,
-        while the server's socket takes it within HANDOVER_DRAIN_S; returns what is left."""
-        deadline = time.monotonic() + HANDOVER_DRAIN_S
-        while time.monotonic() < deadline:
-            if not to_up:
-                try:
-                    to_up = local.recv(CHUNK)
-                except BlockingIOError:
-                    return b""
-                if not to_up:
-                    return b""
-            else:
-                select.select([], [up], [], max(0.0, deadline - time.monotonic()))
-                to_up = self._send(up, to_up)
-        return to_up
-
-    def _took_over(self, to_up: bytes, local: socket.socket, up: socket.socket) -> bool:
-        """`hand_over()`'s work, in the relay thread: FFmpeg's descriptor becomes the
-        server's connection when nothing of either direction is left in between (what FFmpeg
-        wrote is all read and sent, what the server sent is all read by FFmpeg)."""
-        client = self._loopback[0]
-        with self._handover_lock:
-            if (self._handover_asked and client is not None and self._ffmpeg_fd is not None
-                    and not to_up and not queued(local, termios.FIONREAD)
-                    and not queued(client, SIOCOUTQNSD)
-                    and not queued(client, termios.FIONREAD)):
-                # FFmpeg's socket is non-blocking and polls before each write: the server's
-                # connection is too (the relay set it), a flag the two descriptors share.
-                os.dup2(up.fileno(), self._ffmpeg_fd, inheritable=False)
-                self._cork = read_tcp_info(up)["snd_mss"] * 2 <= self._notsent_lowat
-                self.direct = True
-                self._in_hand = 0
-        self._handover_done.set()
-        return self.direct
 
     @staticmethod
     def _send(up: socket.socket, data: bytes) -> bytes:
@@ -482,11 +370,6 @@ class Upstream:
             thread.join(timeout=2)
         sock, self._sock = self._sock, None
         if sock is not None:
-            if self.direct:
-                # FFmpeg's descriptor shares the connection: a write of its that still
-                # waits for the network fails now instead of at its next timeout.
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
             sock.close()
         if self._listener is not None:
             self._listener.close()
