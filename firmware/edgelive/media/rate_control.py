@@ -48,12 +48,18 @@ def _av_codec_context(ctx: CodecContext) -> int | None:
     return address
 
 
+@cache
+def _say_unreachable() -> None:
+    """Once: the bitrate changes twice a second, the reason does not."""
+    log.warning("encoder: VBV ceiling not adjustable with this PyAV")
+
+
 def set_vbv(ctx: CodecContext, max_kbps: int, buffer_kbit: int) -> bool:
     """Set the VBV ceiling and buffer of an open encoder (applied from its next frame);
     False when the context cannot be reached (a PyAV of another layout)."""
     address = _av_codec_context(ctx)
     if address is None:
-        log.warning("encoder: VBV ceiling not adjustable with this PyAV")
+        _say_unreachable()
         return False
     setter = _setter()
     return (setter(address, b"maxrate", max_kbps * 1000, 0) == 0
