@@ -3,6 +3,11 @@
     root ns (reader) ──veth── server ns (nginx-rtmp) ──veth── box ns (`edgelive push`)
                                                        ▲ tbf on the box's side: the uplink
 
+With a round trip or a loss rate (`rtt_ms`, `loss`), the box's hop is a `wire.Wire` instead
+of the veth pair: two TUN devices and a process that holds each packet for half the round
+trip and drops the given fraction in each direction (this kernel has no sch_netem); tbf
+sits on the box's TUN device as it does on the veth.
+
 Addresses are two /30s inside 10.231.0.0/24 that exist only on these veth pairs, so no
 traffic leaves the machine. The box's namespace leaves `net.ipv4.tcp_notsent_lowat` unset,
 as on any stock Linux (the pusher sets it on its own socket); `notsent_lowat` sets it as the
@@ -18,6 +23,7 @@ import random
 import subprocess
 from pathlib import Path
 
+from edgelive.bench.wire import Wire
 from edgelive.testbed import NginxRtmp
 
 QUEUE_LATENCY_MS = 1000
@@ -45,7 +51,8 @@ class ShapedLink:
     """Namespaces, veth pairs, tbf and an nginx-rtmp inside; use as a context manager."""
 
     def __init__(self, workdir: Path, kbps: int = 1500,
-                 notsent_lowat: int | None = None) -> None:
+                 notsent_lowat: int | None = None, rtt_ms: int = 0,
+                 loss: float = 0.0) -> None:
         if os.geteuid() != 0:
             raise PermissionError("network namespaces, veth and tc need root")
         base = _free_block()
@@ -60,6 +67,8 @@ class ShapedLink:
         self.nginx: NginxRtmp | None = None
         self.kbps = kbps
         self._notsent_lowat = notsent_lowat
+        self.rtt_ms, self.loss = rtt_ms, loss
+        self._wire: Wire | None = None
         try:
             self._build()
         except BaseException:
@@ -70,9 +79,16 @@ class ShapedLink:
         for ns in (self.box_ns, self.server_ns):
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
-        self._veth(self._box_if, self.box_ns, self._box_ip,
-                   self._server_box_if, self.server_ip)
-        self._veth(self._root_if, None, self._root_ip, self._server_root_if, self.reader_ip)
+        if self.rtt_ms or self.loss:
+            self._wire = Wire((self._box_if, self._server_box_if), self.rtt_ms / 2, self.loss)
+        else:
+            sh("ip", "link", "add", self._box_if, "type", "veth", "peer", "name",
+               self._server_box_if)
+        self._place(self._box_if, self.box_ns, self._box_ip,
+                    self._server_box_if, self.server_ip)
+        sh("ip", "link", "add", self._root_if, "type", "veth", "peer", "name",
+           self._server_root_if)
+        self._place(self._root_if, None, self._root_ip, self._server_root_if, self.reader_ip)
         if self._notsent_lowat is not None:
             sh("ip", "netns", "exec", self.box_ns, "sysctl", "-q", "-w",
                f"net.ipv4.tcp_notsent_lowat={self._notsent_lowat}")
@@ -80,9 +96,10 @@ class ShapedLink:
         self.nginx = NamespacedNginx(self._workdir / "nginx", self.server_ns, self.reader_ip)
         self.nginx.start()
 
-    def _veth(self, near: str, near_ns: str | None, near_ip: str, far: str,
-              far_ip: str) -> None:
-        sh("ip", "link", "add", near, "type", "veth", "peer", "name", far)
+    def _place(self, near: str, near_ns: str | None, near_ip: str, far: str,
+               far_ip: str) -> None:
+        """Move the two ends of a hop made in the root namespace (veth pair or wire) to
+        where they belong and address them."""
         sh("ip", "link", "set", far, "netns", self.server_ns)
         sh("ip", "-n", self.server_ns, "addr", "add", f"{far_ip}/30", "dev", far)
         sh("ip", "-n", self.server_ns, "link", "set", far, "up")
@@ -111,11 +128,15 @@ class ShapedLink:
         return ["ip", "netns", "exec", self.box_ns, *argv]
 
     def close(self) -> None:
-        """Stop nginx and delete both namespaces (their veth ends go with them); safe twice."""
+        """Stop nginx and the wire, delete both namespaces (their veth ends go with them);
+        safe twice."""
         if self.nginx is not None:
             with contextlib.suppress(Exception):
                 self.nginx.stop()
             self.nginx = None
+        if self._wire is not None:
+            self._wire.close()  # its TUN devices go with its descriptors
+            self._wire = None
         for ns in (self.box_ns, self.server_ns):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["ip", "link", "del", self._root_if], capture_output=True)
