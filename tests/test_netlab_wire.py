@@ -18,6 +18,7 @@ import pytest
 from edgelive.bench import netlab
 from edgelive.bench.netlab import ShapedLink
 from edgelive.bench.wire import Wire
+from edgelive.cli import main
 from tests.flvprobe import probe
 
 pytestmark = [pytest.mark.netns,
@@ -208,3 +209,10 @@ def test_close_removes_the_wire_also_when_the_build_fails(tmp_path: Path,
         ShapedLink(tmp_path, rtt_ms=20, loss=0.1)
     assert interfaces_and_namespaces() == before
     assert len(forwarders) == 1 and not forwarders[0].exists()
+
+
+def test_bench_bitrate_names_its_scenarios_when_asked_for_one_it_lacks(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "bitrate", "--scenario", "3", "--scenario", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "no scenario 4" in err and "3. LTE-like trace, 640x360, 60 ms RTT" in err, err

@@ -9,8 +9,10 @@ what the server acknowledged (its netstatus), the latency, the frame rate and th
 
 Scenarios (`SCENARIOS`): the link dropping 1500 → 400 kbit/s for 30 s and coming back, at
 640x360 and at 1280x720 (content that needs more than the short link), and an LTE-like
-trace of rates stepping between 300 and 3000 kbit/s every 5–10 s. This kernel has no
-sch_netem, so the LTE trace's 60 ms RTT and 0.5 % loss are not emulated: its rates are.
+trace of rates stepping between 300 and 3000 kbit/s every 5–10 s with a 60 ms round trip
+and 0.5 % loss. This kernel has no sch_netem: the round trip and the loss come from
+`wire.Wire` (a TUN pair and a forwarder that holds each packet 30 ms each way and drops
+0.5 % of them in each direction), the rates from tbf on the box's side of it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class Scenario:
     min_kbps: int = 150
     max_kbps: int = 1500
     extra: str = 'mode = "RTC"'
+    rtt_ms: int = 0
+    """The uplink's added round trip (0: the plain veth)."""
+    loss: float = 0.0
+    """The fraction of packets the uplink drops, in each direction."""
 
     def config(self) -> str:
         return PUSHER_CONFIG.format(width=self.width, height=self.height, fps=self.fps,
@@ -80,7 +86,8 @@ DROP = ((0.0, 1500), (15.0, 400), (45.0, 1500))
 SCENARIOS = (
     Scenario("640x360, 1500 → 400 → 1500", 640, 360, DROP, 75.0),
     Scenario("1280x720, 1500 → 400 → 1500", 1280, 720, DROP, 75.0),
-    Scenario("LTE-like trace, 640x360", 640, 360, lte_trace(90.0), 90.0),
+    Scenario("LTE-like trace, 640x360, 60 ms RTT, 0.5 % loss", 640, 360, lte_trace(90.0),
+             90.0, rtt_ms=60, loss=0.005),
 )
 
 
@@ -143,7 +150,8 @@ def _link_at(t: float, schedule: Sequence[tuple[float, int]]) -> int:
 
 def run(workdir: Path, scenario: Scenario) -> Run:
     """Build the shaped link, run the scenario on it, remove the link."""
-    with ShapedLink(workdir, kbps=scenario.schedule[0][1]) as link:
+    with ShapedLink(workdir, kbps=scenario.schedule[0][1], rtt_ms=scenario.rtt_ms,
+                    loss=scenario.loss) as link:
         return run_on(link, workdir, scenario)
 
 
