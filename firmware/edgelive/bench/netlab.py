@@ -8,7 +8,7 @@ of the veth pair: two TUN devices and a process that holds each packet for half 
 trip and drops the given fraction in each direction (this kernel has no sch_netem); tbf
 sits on the box's TUN device as it does on the veth.
 
-Addresses are two /30s inside 10.231.0.0/24 that exist only on these veth pairs, so no
+Addresses are two /30s inside 10.231.0.0/24 that exist only on these two hops, so no
 traffic leaves the machine. The box's namespace leaves `net.ipv4.tcp_notsent_lowat` unset,
 as on any stock Linux (the pusher sets it on its own socket); `notsent_lowat` sets it as the
 box's image does. Everything is removed by `close()`, also after a failure.
