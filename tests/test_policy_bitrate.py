@@ -6,6 +6,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -131,10 +132,42 @@ def test_a_probe_that_fills_the_link_is_taken_back_without_an_episode() -> None:
     # where it was, or 0.8 × what the link carries if that is less
     assert back.target_kbps == min(target, round(0.8 * 420)) and not back.link_short_began
     base = back.target_kbps
-    probes = [s for s in (t + 1.5 + 0.5 * i for i in range(40))
-              if ctrl.tick(s, LinkSample(420, base, 0, 0.0, wire_kbps=420)).target_kbps
-              != base]
-    assert probes and probes[0] - (t + 1.0) >= 2 * PROBE_INTERVAL_S
+    trace = [(s, ctrl.tick(s, LinkSample(420, ctrl.target_kbps, 0, 0.0, wire_kbps=420)))
+             for s in (t + 1.5 + 0.5 * i for i in range(40))]
+    probes = changes(trace)[1:]
+    assert probes and probes[0][0] - (t + 1.0) >= 2 * PROBE_INTERVAL_S
+    # what the link carried while full (420) is the limit now: probes near it are small
+    assert [kbps for _, kbps in probes[:2]] == [round(base * 1.12), round(base * 1.12 * 1.05)]
+
+
+def test_the_limit_is_what_the_link_carried_over_the_episode() -> None:
+    """A bottleneck passes bursts: congested ticks read 650 and 250 kbit/s on a link of
+    450. Probes slow down near what it carried over the episode, not near one reading."""
+    ctrl = BitrateController(WIDE, start_kbps=1000)
+    ctrl.tick(0.0, congested(650))
+    ctrl.tick(0.5, congested(250))
+    steps = changes(run_empty(ctrl, 1.0, 30.0))
+    near = [a for (_, a), (_, b) in pairwise(steps) if round(b / a, 2) == 1.05]
+    assert near and 0.95 * 450 / 1.25 <= min(near) < 0.95 * 450, steps
+
+
+def test_a_probe_is_watched_from_when_the_encoder_fills_it() -> None:
+    """An encoder that stays under a probe for longer than the window has not tried the
+    link: the delay it builds once it fills the probe takes the probe back."""
+    ctrl = BitrateController(WIDE, start_kbps=1000)
+    ctrl.tick(0.0, congested(500))  # target 400
+    t, target = 0.5, ctrl.target_kbps
+    while ctrl.target_kbps == target:
+        ctrl.tick(t, LinkSample(420, target, 0, 0.0, wire_kbps=420))
+        t += 0.5
+    probed = ctrl.target_kbps
+    for _ in range(12):  # 6 s under 80 % of the probe: the window has not begun
+        ctrl.tick(t, LinkSample(420, 0.7 * probed, 0, 0.0, wire_kbps=420))
+        t += 0.5
+    assert ctrl.target_kbps == probed
+    filled = ctrl.tick(t, LinkSample(420, probed, 0, 0.0, wire_kbps=420,
+                                     peak_delay_s=PROBE_FAILED_S))
+    assert filled.target_kbps == min(target, round(0.8 * 420)) and not filled.link_short
 
 
 def test_the_acknowledged_rate_is_the_ceiling_less_overhead_and_audio() -> None:
@@ -169,26 +202,23 @@ def changes(trace: list[tuple[float, BitrateDecision]]) -> list[tuple[float, int
 def test_probes_are_slow_near_the_last_limit_and_resume_pace_past_it() -> None:
     ctrl = BitrateController(WIDE, start_kbps=1000)
     ctrl.tick(0.0, congested(500))  # link carried 500: target 400
-    trace = run_empty(ctrl, 0.5, 22.0)
+    trace = run_empty(ctrl, 0.5, 22.0)  # (probes start from what was carried: rounded)
     assert changes(trace) == [
         (0.5, 400),
         (2.0, 448),  # first probe after the 2 s hold, +12 %
-        (3.5, 470),  # within 95–105 % of the 500 the link carried: +5 %, 1.5 s apart
+        (3.5, 470),  # from 95 % of the 500 the link carried: +5 %, 1.5 s apart
         (5.0, 494),
-        (6.5, 519),
-        (8.0, 545),  # past 526: that limit is forgotten, +12 % a second again
-        (9.0, 610),
-        (10.0, 683),
-        (11.0, 765),
-        (12.0, 857),
-        (13.0, 960),
-        (14.0, 1075),
-        (15.0, 1204),
-        (16.0, 1348),
-        (17.0, 1510),
-        (18.0, 1691),
-        (19.0, 1894),
-        (20.0, 2000),
+        (6.5, 518),
+        (8.0, 544),
+        (9.5, 571),
+        (11.0, 600),  # carried 3 s past 600: that limit is forgotten...
+        (12.5, 630),
+        (13.5, 705),  # ...probes a second apart again, +12 %
+        (14.5, 832),  # +18 %: each probe that held makes the next one larger...
+        (15.5, 1032),  # +24 %
+        (16.5, 1289),  # ...up to 25 %
+        (17.5, 1611),
+        (18.5, 2000),
     ]
 
 

@@ -269,6 +269,45 @@ def test_full_queue_drops_video_until_the_next_key_frame(nginx: NginxRtmp, encod
     assert longest_put < 0.5  # encode + put never waited for the network
 
 
+def test_a_stale_drop_asks_for_a_key_frame_and_the_picture_resumes_at_it(
+        nginx: NginxRtmp) -> None:
+    """A server that stalls for 1.5 s leaves frames queued in the box that are stale when
+    it resumes; the sender drops them and asks for a key frame (once), and the picture
+    resumes at that key frame, not at the GOP's next one 5 s later."""
+    video = PyAvVideoEncoder(VideoPlan(320, 180, 30, 150, 200, 4000, True))
+    output = RtmpOutput(video.params, None)
+    output.open(nginx.url("stale"))
+    asked: list[float] = []
+    sender = PacketSender(output, on_error=lambda e: None, on_first_packet=lambda: None,
+                          want_key_frame=lambda: asked.append(time.monotonic()))
+    sender.start()
+    assert nginx.proc is not None
+    start = time.monotonic()
+    wanted = 0
+    for n, (image, pts) in enumerate(frames(120)):  # 4 s at 30 fps, in real time
+        time.sleep(max(0.0, start + pts / 1000 - time.monotonic()))
+        if n == 15:
+            nginx.proc.send_signal(signal.SIGSTOP)
+        if n == 60:
+            nginx.proc.send_signal(signal.SIGCONT)
+        if len(asked) > wanted:  # what the pusher's capture thread does
+            wanted = len(asked)
+            video.force_keyframe()
+        for packet in video.encode(image, pts):
+            sender.put(packet, True, pts)
+    time.sleep(0.5)
+    stats = sender.stats()
+    sender.stop()
+    output.close()
+    video.close()
+    recorded = probe(nginx.recordings("stale")[-1])
+    keys = recorded.packet_times("video", key_only=True)
+    after = [t for t in recorded.packet_times("video") if t > 2.0]
+    assert len(asked) == 1 and stats.stale_frames > 0
+    assert len(keys) == 2 and 2.0 < keys[1] < 3.0, keys  # the GOP's next is at 5 s
+    assert len(after) >= 25, after  # the picture went on after the stall
+
+
 def test_an_unexpected_failure_in_the_sender_ends_the_session_instead_of_the_thread(
         nginx: NginxRtmp, encoders, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug below the sender (here mux() raising what it never should) is reported as a

@@ -37,6 +37,8 @@ from edgelive.media import stamp
 
 READER_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768",
                   "analyzeduration": "0", "rtmp_live": "live"}
+MISREAD_MS = 60_000
+"""A stamp older than this is a misread, not a latency."""
 PUSHER_CONFIG = """[pusher]
 source = "testsrc"
 resolution = "{width}x{height}"
@@ -122,7 +124,7 @@ class _Reader(threading.Thread):
         self.url = url
         self.drawn_width = drawn_width
         """The stamp's squares follow the configured width: a smaller rung scales them."""
-        self.ages: list[tuple[float, int, int]] = []  # (time, age ms, width)
+        self.ages: list[tuple[float, int | None, int]] = []  # (time, age ms, width)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -141,7 +143,9 @@ class _Reader(threading.Thread):
         plane = picture.planes[0]
         luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:, :picture.width]
         age = stamp.age_ms(stamp.decode(luma, self.drawn_width), now_ms)
-        self.ages.append((time.monotonic(), age, picture.width))
+        # A picture encoded at a few hundred kbit/s can blur a square of the stamp; a
+        # misread high bit reads as hours (or a negative age, wrapped): shown, not timed.
+        self.ages.append((time.monotonic(), age if age < MISREAD_MS else None, picture.width))
 
 
 def _link_at(t: float, schedule: Sequence[tuple[float, int]]) -> int:
@@ -205,7 +209,7 @@ def _first_picture(reader: _Reader, timeout: float) -> float:
 
 def _timeline(t0: float, duration: float, schedule: Sequence[tuple[float, int]],
               lines: list[tuple[float, dict[str, Any]]],
-              ages: list[tuple[float, int, int]]) -> list[Second]:
+              ages: list[tuple[float, int | None, int]]) -> list[Second]:
     seconds = [Second(t, _link_at(t, schedule)) for t in range(int(duration))]
 
     def slot(at: float) -> Second | None:
@@ -224,14 +228,15 @@ def _timeline(t0: float, duration: float, schedule: Sequence[tuple[float, int]],
             row.width = line.get("videoWidth")
         elif line["type"] == "event":
             row.events.append(line["code"])
-    per_second: dict[int, list[int]] = {}
+    per_second: dict[int, list[int | None]] = {}
     for at, age, _ in ages:
         if (row := slot(at)) is not None:
             per_second.setdefault(row.t, []).append(age)
     for row in seconds:
         found = per_second.get(row.t, [])
         row.frames = len(found)
-        row.latency_ms = round(statistics.median(found)) if found else None
+        timed = [age for age in found if age is not None]
+        row.latency_ms = round(statistics.median(timed)) if timed else None
     return seconds
 
 

@@ -50,6 +50,11 @@ STALE_MS = 600
 """A video frame that would reach the wire later than this behind the newest one (queue,
 unsent bytes at the delivery rate, the path's queue) is dropped before the socket, and the
 frames after it until the next key frame (which always goes: decoding restarts there)."""
+KEY_REQUEST_INTERVAL_S = 1.0
+"""When the stale drop begins the sender asks the encoder for a key frame, which ends the
+drop within a frame or two instead of at the GOP's next key frame (up to a second of no
+picture in RTC mode); at most once per this long, so a link that stays short does not pay
+for a key frame at every stale episode."""
 EARLY_AUDIO_PACKETS = 32
 """Sound kept while a session waits for its first key frame (about 0.7 s of AAC)."""
 
@@ -298,10 +303,20 @@ class PacketSender:
 
     def __init__(self, output: RtmpOutput, on_error: Callable[[PushNetError], None],
                  on_first_packet: Callable[[], None], max_packets: int = 120,
-                 window_s: float = 2.0) -> None:
+                 window_s: float = 2.0,
+                 want_key_frame: Callable[[], None] = lambda: None,
+                 late_alarm_ms: float = float("inf"),
+                 on_late: Callable[[], None] = lambda: None) -> None:
+        """`on_late` is called when a video packet's delay (see `_stale`) reaches
+        `late_alarm_ms`, once until it falls below again."""
         self._output = output
+        self._late_alarm_ms = late_alarm_ms
+        self._on_late = on_late
+        self._late = False
         self._skipping = False
         """Stale video is being dropped until the next key frame."""
+        self._want_key_frame = want_key_frame
+        self._key_asked_at = float("-inf")
         self._stale_frames = 0
         self._peak_late_ms = 0.0
         self._media_bytes = 0
@@ -420,13 +435,19 @@ class PacketSender:
             if self._wire_kbps > 0:
                 link_ms += tcp.unsent_bytes * 8 / self._wire_kbps
         late_ms = queued_ms + link_ms
-        self._peak_late_ms = max(self._peak_late_ms,
-                                 link_ms if tcp is not None and tcp.app_limited else late_ms)
+        counted = link_ms if tcp is not None and tcp.app_limited else late_ms
+        self._peak_late_ms = max(self._peak_late_ms, counted)
+        if (counted >= self._late_alarm_ms) != self._late:
+            self._late = not self._late
+            if self._late:
+                self._on_late()
         if late_ms <= STALE_MS:
             return False
-        # No key frame is asked for: on a short link a key frame is what takes longest to
-        # cross it, and the frames behind it would be stale again (a cycle of key frames).
         self._skipping = True
+        now = time.monotonic()
+        if now - self._key_asked_at >= KEY_REQUEST_INTERVAL_S:
+            self._key_asked_at = now
+            self._want_key_frame()
         return True
 
     def limit_rate(self, kbps: float) -> None:

@@ -18,6 +18,7 @@ Tick it every 0.5–1 s while the stream is connected; timers use the `now` pass
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,9 +47,18 @@ headroom, so latency recovers in seconds instead of the tens a 20 % margin alone
 PROBE_STEP = 0.12
 """Each probe adds 12 % of the target: an overshoot of the link shows as RTT within a tick
 (caught at a few hundred ms of delay), and 300 → 700 kbit/s takes ~8 probes."""
+PROBE_CLEAR_S = 0.06
+"""A probe only on a clear path: a healthy link reads 0–30 ms of delay; at 0.12 s, under
+LOW_BACKLOG_S, a queue was building (the encoder had spent its VBV buffer on the last
+probe) and the probe on top of it turned a failed probe into a short link."""
 PROBE_INTERVAL_S = 1.0
 """Time between probes away from the last limit: the RTT and the unsent bytes show a queue
 within one tick, so a probe a second gets the picture back within ~15 s of the link."""
+PROBE_STEP_MAX = 0.18
+"""Away from any known limit the probe that follows a held one is larger (12 %, then 18 %):
+a link that came back is found in fewer probes (at 720p, 300 → 700 kbit/s in 6 instead of
+8). Not more: at 720p 25 % steps overran a link whose limit the noise had hidden by
+enough to build 400 ms of delay before the probe could be taken back."""
 PROBE_STEP_NEAR = 0.05
 """Close to the rate that last congested the link probes add 5 %: the link is probably
 still there, and a small overshoot drains quickly."""
@@ -56,21 +66,38 @@ PROBE_INTERVAL_NEAR_S = 1.5
 """Probe interval close to the rate that last congested the link: the hysteresis that keeps
 the target from sawing in and out of congestion."""
 NEAR_CONGESTION = 0.95
-"""'Close' means from 95 % of the rate the link carried when it last congested: a probe
-just past the limit builds a queue slowly, so the next one waits to see it. The limit is
-forgotten once the link carries (acknowledges) more than 1/0.95 of it: the link came back."""
+"""'Close' means from 95 % of the rate the link carried when it last congested or a probe
+failed: a probe just past the limit builds a queue slowly, so the next one waits to see it.
+The limit is forgotten once the link carries (acknowledges) more than LIMIT_PASSED times it
+over CARRIED_WINDOW_S: the link came back."""
+LIMIT_PASSED = 1.15
+"""At 720p a key frame a second is ~40 % of the bits, so what the link carried over 3 s
+still reads ±13 % by where the window cuts the key frames: 15 % more is a link that has
+grown (a 5 % margin let the noise forget a limit that held, and the probes that followed
+overran it; 20 % kept the picture at 40 % of its rate for 20 s after the link returned)."""
+CARRIED_WINDOW_S = 3.0
+"""What the link carried is averaged over this long where it is compared with a limit: a
+bottleneck passes a burst at once (tbf's bucket, a modem's aggregation), so one half-second
+tick read 490 kbit/s acknowledged on a 400 kbit/s link and forgot a limit that held. A
+probe starts from the most carried over this long (three key frames in RTC mode)."""
 PROBE_FAILED_S = 0.12
 """A probe failed when the delay reaches this within PROBE_WINDOW_S of it: well below
 HIGH_BACKLOG_S, because a probe overshoots the link by a few % and the queue builds
 slowly, so waiting for the congestion threshold would cost seconds of latency. The target
 goes back to where it was before the probe, without a short-link episode."""
 PROBE_WINDOW_S = 4.0
-"""How long a probe is watched: the encoder reaches the new rate within about a second,
-and a 12 % overshoot of the link adds 0.1 s of queue per second."""
-PROBE_BACKOFF_MAX_S = 24.0
+"""How long the last probe is watched once the encoder fills it (PROBE_FILLED_RATIO of the
+new target): a 12 % overshoot of the link adds 0.1 s of queue per second."""
+PROBE_FILLED_RATIO = 0.95
+"""A probe the encoder has not filled has proved nothing, so its window starts only then.
+x264 comes up to a raised target over seconds (at 640x360, 80 % of it 2.5 s later) and
+keeps creeping towards it: a probe that passed as held while the encoder made 85 % of it
+overran the link 10 s later, as a short link (0.2 s) instead of a failed probe."""
+PROBE_BACKOFF_MAX_S = 8.0
 """Each failed probe doubles the wait before the next one (from 2 s), up to this, and a
 probe that holds resets it: a link that stays where it is costs a bump of latency of about
-PROBE_FAILED_S every half minute at most."""
+PROBE_FAILED_S every 10 s at most, and a link that comes back is found within 10 s (a wait
+of 24 s left a 720p picture at 45 % of its rate for 14 s after the link returned)."""
 HOLD_AFTER_CONGESTION_S = 2.0
 """No probing this long after the last congested tick: the encoder's rate control and the
 queue need a moment to settle before the next measurement means anything."""
@@ -242,11 +269,18 @@ class BitrateController:
         self._last_congested = float("-inf")
         self._link_kbps: float | None = None
         """Video rate the link carried when it last congested; probes near it go slower."""
+        self._episode: list[tuple[float, bool]] = []
+        """Video rates the link carried at the congested ticks of this short-link episode,
+        and whether it was fed (no frame dropped as stale)."""
         self._probe_backoff = 0.0
         """Extra wait before the next probe, doubled by each failed one."""
         self._before_probe: float | None = None
         """The target before the probe being watched, None when none is."""
         self._probed_at = float("-inf")
+        self._probe_streak = 0
+        """Probes in a row that were not taken back, away from any known limit."""
+        self._carried: deque[tuple[float, float]] = deque()
+        """(time, video kbit/s the link carried) of the ticks in CARRIED_WINDOW_S."""
         self._recovery_kbps = 0.0
         self._floor_short_since: float | None = None
         self._at_ceiling_since: float | None = None
@@ -279,7 +313,6 @@ class BitrateController:
     # -- congestion: down fast
 
     def _step_down(self, now: float, sample: LinkSample) -> int:
-        self._link_short = True
         self._last_congested = now
         self._at_ceiling_since = None
         media_kbps = sample.delivered_kbps / max(1.0, sample.overhead)
@@ -288,8 +321,19 @@ class BitrateController:
         excess_kbit = max(0.0, sample.queued_kbit - allowance_kbit)
         carried = DECREASE_FACTOR * media_kbps - self.other_kbps
         desired = carried - excess_kbit / DRAIN_S
-        self._link_kbps = link_kbps
+        # While the queue is full the link is busy: its capacity is what it carried over
+        # the episode's ticks (one tick reads a burst, 525 kbit/s on a 400 kbit/s link;
+        # the next reads the gap after it). Not while frames were dropped as stale: the
+        # link then idles for want of them (at 720p such ticks read 220 of 350 kbit/s).
+        if not self._link_short:
+            self._episode = []
+        self._episode.append((link_kbps, sample.stale_frames == 0))
+        fed = [kbps for kbps, full in self._episode if full] or [
+            kbps for kbps, _ in self._episode]
+        self._link_kbps = sum(fed) / len(fed)
+        self._link_short = True
         self._before_probe = None
+        self._probe_streak = 0
         # Once the queue has drained the drain term goes (never above the congested target).
         self._recovery_kbps = min(self._target, carried)
         if desired < self._target:
@@ -323,8 +367,12 @@ class BitrateController:
         if self._link_short and now - self._last_congested >= LINK_OK_AFTER_S:
             self._link_short = False
         delay = sample.worst_delay_s
-        carried = sample.delivered_kbps / max(1.0, sample.overhead) - self.other_kbps
-        if self._probe_failed(now, delay, carried):
+        self._carried.append(
+            (now, sample.delivered_kbps / max(1.0, sample.overhead) - self.other_kbps))
+        while now - self._carried[0][0] > CARRIED_WINDOW_S:
+            self._carried.popleft()
+        carried = sum(kbps for _, kbps in self._carried) / len(self._carried)
+        if self._probe_failed(now, delay, carried, sample.encoder_kbps):
             return 0
         empty = delay <= LOW_BACKLOG_S
         if empty:
@@ -343,22 +391,38 @@ class BitrateController:
             return 0
         self._at_ceiling_since = None
         limit = self._link_kbps
-        if limit is not None and carried > limit / NEAR_CONGESTION:
+        if limit is not None and carried > limit * LIMIT_PASSED:
             self._link_kbps = limit = None  # carried well past it: that limit is gone
-        near = limit is not None and self._target * (1 + PROBE_STEP) >= NEAR_CONGESTION * limit
+        step = PROBE_STEP_MAX if self._probe_streak else PROBE_STEP
+        near = limit is not None and self._target * (1 + step) >= NEAR_CONGESTION * limit
         interval = (PROBE_INTERVAL_NEAR_S if near else PROBE_INTERVAL_S) + self._probe_backoff
-        if (empty and now - self._last_congested >= HOLD_AFTER_CONGESTION_S
+        if near:
+            step = PROBE_STEP_NEAR
+        # A probe goes one step past the most the link carried lately, not past a target
+        # the encoder has not reached: near its content's own rate x264 makes 75–90 % of
+        # the target, and a target raised above that is an overshoot waiting for a busier
+        # scene.
+        reached = max(kbps for _, kbps in self._carried)
+        raised = min(self._target, reached) * (1 + step)
+        if (delay <= PROBE_CLEAR_S and raised > self._target
+                and now - self._last_congested >= HOLD_AFTER_CONGESTION_S
                 and now - self._last_change >= interval):
+            if self._before_probe is not None:
+                self._probe_backoff = 0.0  # the last probe was not taken back: it held
             self._before_probe, self._probed_at = self._target, now
-            self._set_target(now, self._target * (1 + (PROBE_STEP_NEAR if near else PROBE_STEP)))
+            self._probe_streak = 0 if near else self._probe_streak + 1
+            self._set_target(now, raised)
         return 0
 
-    def _probe_failed(self, now: float, delay: float, carried: float) -> bool:
+
+    def _probe_failed(self, now: float, delay: float, carried: float,
+                      encoder_kbps: float) -> bool:
         """Whether the probe being watched just failed: the target goes back to where it
-        was, or below what the link carries now if that is less (an encoder that filled an
-        earlier probe only slowly let it pass as held)."""
+        was, or below what the link carries now if that is less."""
         if self._before_probe is None:
             return False
+        if encoder_kbps < PROBE_FILLED_RATIO * self._target:
+            self._probed_at = now  # not filled yet: its window has not begun
         if now - self._probed_at > PROBE_WINDOW_S:
             self._before_probe = None  # it held
             self._probe_backoff = 0.0
@@ -369,7 +433,10 @@ class BitrateController:
                                   max(2 * PROBE_INTERVAL_S, 2 * self._probe_backoff))
         self._set_target(now, min(self._before_probe, DECREASE_FACTOR * carried
                                   if carried > 0 else self._before_probe))
+        if carried > 0:
+            self._link_kbps = carried  # what the link carried while it was full
         self._before_probe = None
+        self._probe_streak = 0
         return True
 
     def _maybe_step_resolution_up(self, now: float) -> int:

@@ -15,7 +15,8 @@ returning server is used within a fraction of a second whatever the backoff has 
 The server is never probed with a connection of its own (one publish, one connection).
 
 Capture and encoding never wait for the link: `send()` drops packets while it is down, and
-each new session starts at a key frame (`on_connected` asks the encoder for one).
+each new session starts at a key frame, and so does the picture after a stale drop
+(`want_key_frame` asks the encoder for one).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from edgelive.config.schema import Reconnect
 from edgelive.events import EventLog, now_ms
 from edgelive.media.encode import StreamParams
 from edgelive.media.rtmp_out import PacketSender, PushNetError, RtmpOutput, SenderStats
+from edgelive.policy.bitrate import HIGH_BACKLOG_S
 from edgelive.policy.reconnect import ReconnectPolicy
 
 RETRY_INTERVAL = 0.25
@@ -55,14 +57,18 @@ class Link:
 
     def __init__(self, url: str, streams: tuple[StreamParams, StreamParams | None],
                  events: EventLog, reconnect: Reconnect, *,
-                 on_connected: Callable[[], None], on_change: Callable[[], None],
+                 want_key_frame: Callable[[], None], on_change: Callable[[], None],
+                 on_late: Callable[[], None] = lambda: None,
                  live_detail: Callable[[], dict[str, Any]] = dict) -> None:
+        """`on_late`: a picture met the delay the bitrate control counts as a short link
+        (HIGH_BACKLOG_S), between two of its ticks."""
         self._url = url
         self._streams = streams
         self._events = events
         self._policy = ReconnectPolicy(reconnect.attempts, reconnect.first_delay,
                                        reconnect.max_delay, reconnect.give_up)
-        self._on_connected = on_connected
+        self._want_key_frame = want_key_frame
+        self._on_late = on_late
         self._on_change = on_change
         self._live_detail = live_detail
         self.state = LinkState.CONNECTING
@@ -130,10 +136,12 @@ class Link:
         self._events.emit(Code.PUSH_EVT_CONNECT_SUCC, "connected to the RTMP server")
         self._lost = None
         self._wake.clear()
-        sender = PacketSender(output, on_error=self._on_lost, on_first_packet=self._on_live)
+        sender = PacketSender(output, on_error=self._on_lost, on_first_packet=self._on_live,
+                              want_key_frame=self._want_key_frame,
+                              late_alarm_ms=HIGH_BACKLOG_S * 1000, on_late=self._on_late)
         sender.start()
         self._sender = sender
-        self._on_connected()
+        self._want_key_frame()  # the session starts at a key frame
         self._wake.wait()
         self._end_session()
         # Closing abandons a send that waits for the network: that is no failure to report.

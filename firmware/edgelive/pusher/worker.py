@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,11 @@ log = logging.getLogger(__name__)
 ADAPT_INTERVAL_S = 0.5
 """The bitrate adaptation ticks twice a second (netstatus goes out once a second): a link
 that drops below the stream's rate adds a tenth of a second of delay every few tenths, and
-the encoder needs about as long again to follow a new target."""
+the encoder needs about as long again to follow a new target. A picture that meets a short
+link's delay between two ticks brings the next one forward (`_adapt_now`)..."""
+MIN_TICK_S = 0.2
+"""...but never closer than this to the last: what the link carried is read over the time
+between ticks, and a shorter one reads a burst (tbf's bucket, a modem's aggregation)."""
 
 NetstatusCallback = Callable[[dict[str, Any]], None]
 StateCallback = Callable[[str], None]
@@ -81,9 +86,12 @@ class Pusher:
         self._adapter: Adapter | None = None
         self._link: Link | None = None
         self._camera_kbps: int | None = None  # the bitrate to return to after waiting
+        self._adapt_now = threading.Event()
+        """The sender met a short link's delay: the adaptation ticks now (or on stop)."""
         self._key_wanted = threading.Event()
-        """A new link needs a key frame; only the capture thread touches the encoder, so a
-        request can never be lost in an encode that is running on another thread."""
+        """A new session or the end of a stale drop needs a key frame; only the capture
+        thread touches the encoder, so a request can never be lost in an encode that is
+        running on another thread."""
         self._t0_ms: int | None = None
         self._last_pts = -1
         self._snapshots: list[Future[tuple[bytes, int]]] = []
@@ -208,6 +216,7 @@ class Pusher:
             if self._phase == "running" and not self._ending:
                 self._ending = why
         self._stop.set()
+        self._adapt_now.set()
         self.scene.wake()
 
     def _fail(self, code: Code, message: str, **detail: Any) -> None:
@@ -243,7 +252,8 @@ class Pusher:
                 audio_encoder = AudioEncoder(self.audio)
                 self._link = Link(self.config.url, (encoder.params, audio_encoder.params),
                                   self.events, self.config.reconnect,
-                                  on_connected=self._key_wanted.set,
+                                  want_key_frame=self._key_wanted.set,
+                                  on_late=self._adapt_now.set,
                                   on_change=self._link_changed, live_detail=self._live_detail)
                 self._link.start()
                 self._spawn(self._report, "netstatus")
@@ -465,9 +475,13 @@ class Pusher:
 
     def _report(self) -> None:
         cpu = CpuMeter()
-        tick = 0
-        while not self._stop.wait(ADAPT_INTERVAL_S):
-            tick += 1
+        last_tick = last_netstatus = time.monotonic()
+        while True:
+            self._adapt_now.wait(ADAPT_INTERVAL_S)
+            self._adapt_now.clear()
+            if self._stop.wait(max(0.0, last_tick + MIN_TICK_S - time.monotonic())):
+                return
+            last_tick = time.monotonic()
             link = self._link
             sender = link.stats() if link else None
             status = netstatus(
@@ -481,5 +495,6 @@ class Pusher:
                 if link is not None:  # what the socket may hold in flight follows it
                     link.limit_rate(adapter.target_kbps + self.audio.kbps)
             self._last_status = status
-            if tick % round(1 / ADAPT_INTERVAL_S) == 0:  # netstatus: once a second
+            if last_tick - last_netstatus >= 1.0 - ADAPT_INTERVAL_S / 2:  # once a second
+                last_netstatus = last_tick
                 self._on_netstatus(status)
