@@ -273,13 +273,16 @@ def test_a_stale_drop_asks_for_a_key_frame_and_the_picture_resumes_at_it(
         nginx: NginxRtmp) -> None:
     """A server that stalls for 1.5 s leaves frames queued in the box that are stale when
     it resumes; the sender drops them and asks for a key frame (once), and the picture
-    resumes at that key frame, not at the GOP's next one 5 s later."""
+    resumes at that key frame, not at the GOP's next one 5 s later. Before any of that it
+    said the delay had passed the alarm (the bitrate control ticks at once)."""
     video = PyAvVideoEncoder(VideoPlan(320, 180, 30, 150, 200, 4000, True))
     output = RtmpOutput(video.params, None)
     output.open(nginx.url("stale"))
     asked: list[float] = []
+    late: list[float] = []
     sender = PacketSender(output, on_error=lambda e: None, on_first_packet=lambda: None,
-                          want_key_frame=lambda: asked.append(time.monotonic()))
+                          want_key_frame=lambda: asked.append(time.monotonic()),
+                          late_alarm_ms=200, on_late=lambda: late.append(time.monotonic()))
     sender.start()
     assert nginx.proc is not None
     start = time.monotonic()
@@ -304,6 +307,7 @@ def test_a_stale_drop_asks_for_a_key_frame_and_the_picture_resumes_at_it(
     keys = recorded.packet_times("video", key_only=True)
     after = [t for t in recorded.packet_times("video") if t > 2.0]
     assert len(asked) == 1 and stats.stale_frames > 0
+    assert len(late) == 1 and late[0] < asked[0]  # once: the delay stayed up until the drop
     assert len(keys) == 2 and 2.0 < keys[1] < 3.0, keys  # the GOP's next is at 5 s
     assert len(after) >= 25, after  # the picture went on after the stall
 

@@ -437,7 +437,7 @@ class PacketSender:
         late_ms = queued_ms + link_ms
         counted = link_ms if tcp is not None and tcp.app_limited else late_ms
         self._peak_late_ms = max(self._peak_late_ms, counted)
-        if (counted >= self._late_alarm_ms) != self._late:
+        if (late_ms >= self._late_alarm_ms) != self._late:  # the controller tells the cause
             self._late = not self._late
             if self._late:
                 self._on_late()
