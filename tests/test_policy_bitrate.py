@@ -211,14 +211,15 @@ def test_probes_are_slow_near_the_last_limit_and_resume_pace_past_it() -> None:
         (6.5, 518),
         (8.0, 544),
         (9.5, 571),
-        (11.0, 600),  # carried 3 s past 600: that limit is forgotten...
-        (12.5, 630),
-        (13.5, 705),  # ...probes a second apart again, +12 %
-        (14.5, 832),  # +18 %: each probe that held makes the next one larger...
-        (15.5, 1032),  # +24 %
-        (16.5, 1289),  # ...up to 25 %
-        (17.5, 1611),
-        (18.5, 2000),
+        (11.0, 600),  # carried 3 s past 575 (1.15 × 500): that limit is forgotten...
+        (12.5, 671),  # ...+12 %
+        (13.5, 792),  # +18 % a second while the probes hold
+        (14.5, 934),
+        (15.5, 1102),
+        (16.5, 1300),
+        (17.5, 1534),
+        (18.5, 1810),
+        (19.5, 2000),
     ]
 
 
