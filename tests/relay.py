@@ -4,6 +4,7 @@ front of nginx-rtmp, which has no TLS of its own)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -42,10 +43,14 @@ class Relay:
                 return
             server = socket.create_connection(self._upstream)
             self._sockets += [client, server]
-            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+            pair = (client, server)
+            ended = threading.Semaphore(0)
+            for src, dst, held in ((client, server, False), (server, client, True)):
+                threading.Thread(target=self._pipe, args=(src, dst, held, pair, ended),
+                                 daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, held: bool) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, held: bool,
+              pair: tuple[socket.socket, socket.socket], ended: threading.Semaphore) -> None:
         try:
             while data := src.recv(4096):
                 if held:
@@ -54,9 +59,25 @@ class Relay:
         except OSError:
             pass
         finally:
-            dst.close()
+            _shut(dst)  # the other direction ends too
+            _shut(src)
+            # Only the second of the pair's threads closes the two sockets: a TLS socket
+            # closed under a thread still in SSL_write lets OpenSSL write to whatever file
+            # gets that descriptor number next (a TLS record once landed in ffprobe's pipe).
+            if ended.acquire(blocking=False):
+                for s in pair:
+                    s.close()
+            else:
+                ended.release()
 
     def close(self) -> None:
+        """Ends every connection; the threads close their sockets once they are out."""
         self.release()
-        for s in self._sockets:
-            s.close()
+        self._listener.close()
+        for s in self._sockets[1:]:
+            _shut(s)
+
+
+def _shut(s: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)

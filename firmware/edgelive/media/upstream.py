@@ -365,6 +365,12 @@ class Upstream:
             # connected), which the wake byte does not reach
             with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
+        if self._sock is not None:
+            # Ends any send or receive the relay thread is in before the descriptor is
+            # freed: OpenSSL keeps the descriptor's number, and a TLS write finishing after
+            # close() would go to whatever file gets that number next.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
